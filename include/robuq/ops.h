@@ -1,0 +1,63 @@
+/* ops.h: differentiable ops on the tape. Each returns a new arena tensor, or
+ * NULL with g->err set (message names the op and the shapes). Inputs whose
+ * requires_grad is set receive gradients in rq_backward. */
+#ifndef ROBUQ_OPS_H
+#define ROBUQ_OPS_H
+
+#include "robuq/tensor.h"
+
+/* y[..., out] = x[..., in] W[out, in]^T + b[out] (b may be NULL). */
+rq_tensor *rq_linear(rq_graph *g, rq_tensor *x, rq_tensor *w, rq_tensor *b);
+/* Batched matmul: a[B?,M,K] @ b[B?,K,N] -> [B?,M,N] (2-D or equal 3-D batch). */
+rq_tensor *rq_matmul(rq_graph *g, rq_tensor *a, rq_tensor *b);
+/* Elementwise with numpy broadcasting (shapes right-aligned). */
+rq_tensor *rq_add(rq_graph *g, rq_tensor *a, rq_tensor *b);
+rq_tensor *rq_mul(rq_graph *g, rq_tensor *a, rq_tensor *b);
+rq_tensor *rq_scale(rq_graph *g, rq_tensor *x, float s);
+/* LayerNorm over the last dim, no affine. */
+rq_tensor *rq_layernorm(rq_graph *g, rq_tensor *x, float eps);
+/* x[N,T,D] * (1 + scale[N,D]) + shift[N,D]. */
+rq_tensor *rq_modulate(rq_graph *g, rq_tensor *x, rq_tensor *shift, rq_tensor *scale);
+/* x[N,T,D] + gate[N,D] * y[N,T,D]  (adaLN-Zero gated residual). */
+rq_tensor *rq_gated_add(rq_graph *g, rq_tensor *x, rq_tensor *gate, rq_tensor *y);
+rq_tensor *rq_silu(rq_graph *g, rq_tensor *x);
+rq_tensor *rq_gelu_tanh(rq_graph *g, rq_tensor *x);
+/* Softmax over the last dim. */
+rq_tensor *rq_softmax(rq_graph *g, rq_tensor *x);
+/* Plain (no tape) numerically stable softmax of rows of length D. */
+void rq_softmax_rows(const float *x, float *y, long rows, int D);
+/* Fused multi-head self-attention on a packed qkv[N,T,3D] (reference layout
+ * (3, heads, dh) in the last dim) -> [N,T,D]. Keeps only the per-row
+ * log-sum-exp for backward; probabilities are recomputed there. */
+rq_tensor *rq_attention(rq_graph *g, rq_tensor *qkv, int heads);
+/* out[i,:] = table[idx[i],:], out shape [n, D]. idx copied. */
+rq_tensor *rq_embedding(rq_graph *g, rq_tensor *table, const int *idx, int n);
+/* DiT timestep embedding [n, dim]: [cos(t f_i), sin(t f_i)], f_i =
+ * exp(-ln(max_period) i / (dim/2)); differentiable in t (t: [n]). */
+rq_tensor *rq_timestep_embedding(rq_graph *g, rq_tensor *t, int dim, float max_period);
+/* View with a new shape (same numel). */
+rq_tensor *rq_reshape(rq_graph *g, rq_tensor *x, int ndim, const int *shape);
+/* Slice [start, start+len) of dimension dim. */
+rq_tensor *rq_slice(rq_graph *g, rq_tensor *x, int dim, int start, int len);
+/* img[N,C,H,W] -> tokens[N, (H/p)(W/p), C*p*p] (vector order c, pi, pj; token = row*(W/p)+col). */
+rq_tensor *rq_patchify(rq_graph *g, rq_tensor *img, int p);
+/* tokens[N,T,p*p*C] (vector order pi, pj, c) -> img[N,C,H,W]. */
+rq_tensor *rq_unpatchify(rq_graph *g, rq_tensor *tok, int p, int C, int H, int W);
+/* mean((a-b)^2) over all elements -> [1]. b is a constant target. */
+rq_tensor *rq_mse(rq_graph *g, rq_tensor *a, rq_tensor *b);
+/* mean of all elements -> [1]. */
+rq_tensor *rq_mean(rq_graph *g, rq_tensor *x);
+/* sum of all elements -> [1]. */
+rq_tensor *rq_sum(rq_graph *g, rq_tensor *x);
+
+/* Straight-through estimator: forward y = fn(x) row by row, backward dx = dy
+ * (times the 0/1 mask fn writes, if masked). fn gets rows of length row_len. */
+typedef void (*rq_rowwise_fn)(const float *x, float *y, uint8_t *mask, long rows, int row_len,
+                              const void *arg);
+rq_tensor *rq_ste(rq_graph *g, rq_tensor *x, rq_rowwise_fn fn, const void *arg, int masked,
+                  const char *opname);
+
+/* Stop gradient: a copy that does not require grad. */
+rq_tensor *rq_detach(rq_graph *g, rq_tensor *x);
+
+#endif

@@ -1,0 +1,57 @@
+/* qlinear.h: a DiT linear under RobuQ quantization (fake-quant for QAT).
+ *
+ *   x' = x H            (Hadamard rotation of each token, if hadamard)
+ *   xq = Q_b(x')        (per-token b-bit activation quantizer, STE with clip mask)
+ *   W' = W H            (the weight in the same rotated basis: x' W'^T = x W^T)
+ *   Wq = ternary(W')    (per-output-channel absmean, STE)
+ *   y  = xq Wq^T + b
+ *
+ * The latent parameter W stays in the original basis, so FP and QAT
+ * checkpoints share one layout; export computes W' and ternarizes it. */
+#ifndef ROBUQ_QLINEAR_H
+#define ROBUQ_QLINEAR_H
+
+#include "robuq/dit.h"
+#include "robuq/hadamard.h"
+#include "robuq/quant.h"
+
+typedef struct rq_qlinear {
+    int w_ternary;   /* 1: ternary weights */
+    int a_bits;      /* 0: full-precision activations, else 1..8 */
+    int a_method;    /* RQ_ACTQ_ROBUST / RQ_ACTQ_MINMAX */
+    int hadamard;    /* rotate inputs and weights */
+    rq_hadamard had; /* plan for in_features */
+} rq_qlinear;
+
+/* Layer-wide quantization settings, from the [quant] config section. */
+typedef struct {
+    int enabled;
+    int weight_ternary;      /* weight_bits = 1.58 */
+    int act_bits;            /* default activation bits of qkv/proj/fc1/fc2 */
+    int adaln_act_bits;      /* adaLN modulation linears (0 = FP) */
+    int method;              /* robust / minmax */
+    int hadamard;            /* on / off */
+    int hadamard_proj_fc2_only;
+    int quantize_embedder, quantize_final;
+    const char *precision_map; /* file "layer_name bits" per line, or NULL/"" */
+} rq_quant_opts;
+
+/* Attaches (or replaces) quantization on one linear; the layer name is used
+ * in errors (e.g. an unsupported Hadamard size). */
+rq_status rq_qlinear_attach(rq_dit_linear *L, const rq_qlinear *q, const char *layer, rq_err *err);
+void rq_qlinear_detach(rq_dit_linear *L);
+rq_tensor *rq_qlinear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x);
+
+/* Applies the options to every linear of the model (blocks: qkv, proj, fc1,
+ * fc2, adaLN; optionally the embedder and the final layer). */
+rq_status rq_dit_quantize(rq_dit *m, const rq_quant_opts *o, rq_err *err);
+
+/* Precision map: reads "layer bits" lines ('#' comments) into a[n_linears]
+ * indexed like rq_dit_linears(); entries not named stay -1. Errors name
+ * file:line. */
+rq_status rq_precision_map_read(const char *path, rq_dit *m, int *bits, rq_err *err);
+
+/* Hadamard rotation of the last dimension as an autograd op. */
+rq_tensor *rq_hadamard_op(rq_graph *g, rq_tensor *x, const rq_hadamard *h);
+
+#endif

@@ -1,0 +1,95 @@
+#define _POSIX_C_SOURCE 200809L
+#include "robuq/common.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+const char *rq_status_str(rq_status s) {
+    switch (s) {
+    case RQ_OK: return "ok";
+    case RQ_EINVAL: return "invalid argument";
+    case RQ_ESHAPE: return "shape mismatch";
+    case RQ_ENOMEM: return "out of memory";
+    case RQ_EIO: return "i/o error";
+    case RQ_EFORMAT: return "bad format";
+    case RQ_ENUM: return "non-finite value";
+    case RQ_EINTR: return "interrupted";
+    }
+    return "unknown error";
+}
+
+rq_status rq_err_set(rq_err *err, rq_status code, const char *fmt, ...) {
+    if (err && err->code == RQ_OK) {
+        err->code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        va_end(ap);
+    }
+    return code;
+}
+
+void rq_err_clear(rq_err *err) {
+    if (!err) return;
+    err->code = RQ_OK;
+    err->msg[0] = '\0';
+}
+
+/* ---- logger: the one piece of global state besides OpenMP ---- */
+static rq_log_level g_log_level = RQ_LOG_INFO;
+static FILE *g_log_file = NULL;
+
+void rq_log_set_level(rq_log_level lvl) { g_log_level = lvl; }
+
+int rq_log_open_file(const char *path) {
+    rq_log_close_file();
+    g_log_file = fopen(path, "a");
+    return g_log_file ? 0 : -1;
+}
+
+void rq_log_close_file(void) {
+    if (g_log_file) fclose(g_log_file);
+    g_log_file = NULL;
+}
+
+void rq_log(rq_log_level lvl, const char *fmt, ...) {
+    static const char *tag[] = {"debug", "info", "warn", "error"};
+    if (lvl < g_log_level && !g_log_file) return;
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    time_t now = time(NULL);
+    struct tm tmv;
+    localtime_r(&now, &tmv);
+    char ts[32];
+    strftime(ts, sizeof ts, "%Y-%m-%d %H:%M:%S", &tmv);
+    if (lvl >= g_log_level) fprintf(stderr, "[%s] %s: %s\n", ts, tag[lvl], line);
+    if (g_log_file) {
+        fprintf(g_log_file, "[%s] %s: %s\n", ts, tag[lvl], line);
+        fflush(g_log_file);
+    }
+}
+
+void *rq_malloc(size_t bytes) {
+    if (bytes == 0) bytes = 64;
+    size_t rounded = (bytes + 63) & ~(size_t)63;
+    return aligned_alloc(64, rounded);
+}
+
+void *rq_calloc(size_t bytes) {
+    void *p = rq_malloc(bytes);
+    if (p) memset(p, 0, bytes);
+    return p;
+}
+
+void rq_free(void *p) { free(p); }
+
+double rq_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}

@@ -1,0 +1,259 @@
+/* tensor.c: tensors, the per-step arena and the autograd tape. */
+#include "robuq/tensor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ arena */
+
+void rq_arena_init(rq_arena *a, size_t block_size) {
+    memset(a, 0, sizeof *a);
+    a->block_size = block_size ? block_size : ((size_t)64 << 20);
+}
+
+static rq_arena_block *arena_new_block(rq_arena *a, size_t min_bytes) {
+    size_t cap = a->block_size > min_bytes ? a->block_size : min_bytes;
+    rq_arena_block *b = malloc(sizeof *b);
+    if (!b) return NULL;
+    b->mem = rq_malloc(cap);
+    if (!b->mem) {
+        free(b);
+        return NULL;
+    }
+    b->cap = cap;
+    b->used = 0;
+    b->next = NULL;
+    a->n_sys_allocs++;
+    return b;
+}
+
+void *rq_arena_alloc(rq_arena *a, size_t bytes) {
+    size_t need = (bytes + 63) & ~(size_t)63;
+    if (need == 0) need = 64;
+    if (!a->cur) {
+        if (!a->head && !(a->head = arena_new_block(a, need))) return NULL;
+        a->cur = a->head;
+    }
+    /* Walk forward through blocks kept from earlier steps before asking the
+     * system for more: after the first step the same blocks are reused. */
+    while (a->cur->used + need > a->cur->cap) {
+        if (!a->cur->next) {
+            rq_arena_block *b = arena_new_block(a, need);
+            if (!b) return NULL;
+            a->cur->next = b;
+        }
+        a->cur = a->cur->next;
+        a->cur->used = 0;
+    }
+    void *p = a->cur->mem + a->cur->used;
+    a->cur->used += need;
+    a->in_use += need;
+    if (a->in_use > a->high_water) a->high_water = a->in_use;
+    return p;
+}
+
+void rq_arena_reset(rq_arena *a) {
+    if (a->head) a->head->used = 0;
+    a->cur = a->head;
+    a->in_use = 0;
+}
+
+void rq_arena_free(rq_arena *a) {
+    rq_arena_block *b = a->head;
+    while (b) {
+        rq_arena_block *next = b->next;
+        rq_free(b->mem);
+        free(b);
+        b = next;
+    }
+    memset(a, 0, sizeof *a);
+}
+
+/* ------------------------------------------------------------------ graph */
+
+rq_status rq_graph_init(rq_graph *g, size_t arena_block_bytes) {
+    if (!g) return RQ_EINVAL;
+    memset(g, 0, sizeof *g);
+    rq_arena_init(&g->arena, arena_block_bytes);
+    g->cap_nodes = 256;
+    g->nodes = malloc((size_t)g->cap_nodes * sizeof *g->nodes);
+    if (!g->nodes) return RQ_ENOMEM;
+    g->grad_enabled = 1;
+    return RQ_OK;
+}
+
+void rq_graph_free(rq_graph *g) {
+    if (!g) return;
+    rq_arena_free(&g->arena);
+    free(g->nodes);
+    memset(g, 0, sizeof *g);
+}
+
+void rq_graph_reset(rq_graph *g) {
+    rq_arena_reset(&g->arena);
+    g->n_nodes = 0;
+    rq_err_clear(&g->err);
+}
+
+void *rq_graph_fail(rq_graph *g, rq_status code, const char *fmt, ...) {
+    if (g && g->err.code == RQ_OK) {
+        g->err.code = code;
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(g->err.msg, sizeof g->err.msg, fmt, ap);
+        va_end(ap);
+    }
+    return NULL;
+}
+
+rq_node *rq_graph_push(rq_graph *g, const char *op, rq_backward_fn bw, rq_tensor *out) {
+    if (g->n_nodes == g->cap_nodes) {
+        int cap = g->cap_nodes * 2;
+        rq_node *nodes = realloc(g->nodes, (size_t)cap * sizeof *nodes);
+        if (!nodes) return rq_graph_fail(g, RQ_ENOMEM, "%s: tape cannot grow to %d nodes", op, cap);
+        g->nodes = nodes;
+        g->cap_nodes = cap;
+    }
+    rq_node *n = &g->nodes[g->n_nodes++];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->backward = bw;
+    n->out = out;
+    out->requires_grad = 1;
+    return n;
+}
+
+int rq_needs_grad(const rq_graph *g, int n_in, rq_tensor *const *in) {
+    if (!g->grad_enabled) return 0;
+    for (int i = 0; i < n_in; i++)
+        if (in[i] && in[i]->requires_grad) return 1;
+    return 0;
+}
+
+rq_status rq_backward(rq_graph *g, rq_tensor *loss) {
+    if (!g || !loss) return RQ_EINVAL;
+    if (!rq_graph_ok(g)) return g->err.code;
+    if (loss->n != 1) {
+        char s[64];
+        rq_graph_fail(g, RQ_ESHAPE, "backward: loss must have 1 element, got %s",
+                      rq_shape_str(loss, s, sizeof s));
+        return g->err.code;
+    }
+    if (!loss->requires_grad) {
+        rq_graph_fail(g, RQ_EINVAL, "backward: loss does not depend on any parameter");
+        return g->err.code;
+    }
+    float *dl = rq_tensor_grad(g, loss);
+    if (!dl) return g->err.code;
+    dl[0] += 1.0f;
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        rq_node *n = &g->nodes[i];
+        /* Nothing flowed into this node's output: its inputs get nothing. */
+        if (!n->out->grad) continue;
+        n->backward(g, n);
+        if (!rq_graph_ok(g)) return g->err.code;
+    }
+    return RQ_OK;
+}
+
+/* ---------------------------------------------------------------- tensors */
+
+long rq_shape_numel(int ndim, const int *shape) {
+    long n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+}
+
+int rq_same_shape(const rq_tensor *a, const rq_tensor *b) {
+    if (a->ndim != b->ndim) return 0;
+    for (int i = 0; i < a->ndim; i++)
+        if (a->shape[i] != b->shape[i]) return 0;
+    return 1;
+}
+
+const char *rq_shape_str(const rq_tensor *t, char *buf, size_t len) {
+    if (!t) {
+        snprintf(buf, len, "(null)");
+        return buf;
+    }
+    size_t off = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < t->ndim && off < len; i++)
+        off += (size_t)snprintf(buf + off, len - off, i ? ",%d" : "%d", t->shape[i]);
+    if (off < len) snprintf(buf + off, len - off, "]");
+    return buf;
+}
+
+static int shape_ok(int ndim, const int *shape) {
+    if (ndim < 1 || ndim > RQ_MAX_DIMS || !shape) return 0;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0) return 0;
+    return 1;
+}
+
+static void tensor_set_shape(rq_tensor *t, int ndim, const int *shape) {
+    t->ndim = ndim;
+    for (int i = 0; i < RQ_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
+    t->n = rq_shape_numel(ndim, shape);
+}
+
+rq_tensor *rq_tensor_new(int ndim, const int *shape, int requires_grad, const char *name) {
+    if (!shape_ok(ndim, shape)) return NULL;
+    rq_tensor *t = calloc(1, sizeof *t);
+    if (!t) return NULL;
+    tensor_set_shape(t, ndim, shape);
+    t->owns = 1;
+    t->requires_grad = requires_grad;
+    if (name) snprintf(t->name, sizeof t->name, "%s", name);
+    t->data = rq_calloc((size_t)t->n * sizeof(float));
+    if (requires_grad) t->grad = rq_calloc((size_t)t->n * sizeof(float));
+    if (!t->data || (requires_grad && !t->grad)) {
+        rq_tensor_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+void rq_tensor_free(rq_tensor *t) {
+    if (!t) return;
+    if (t->owns) {
+        rq_free(t->data);
+        rq_free(t->grad);
+    }
+    free(t);
+}
+
+rq_tensor *rq_tensor_arena(rq_graph *g, int ndim, const int *shape) {
+    if (!rq_graph_ok(g)) return NULL;
+    if (!shape_ok(ndim, shape)) return rq_graph_fail(g, RQ_EINVAL, "tensor: bad shape (ndim %d)", ndim);
+    rq_tensor *t = rq_arena_alloc(&g->arena, sizeof *t);
+    if (!t) return rq_graph_fail(g, RQ_ENOMEM, "tensor: arena out of memory");
+    memset(t, 0, sizeof *t);
+    tensor_set_shape(t, ndim, shape);
+    t->data = rq_arena_alloc(&g->arena, (size_t)t->n * sizeof(float));
+    if (!t->data) return rq_graph_fail(g, RQ_ENOMEM, "tensor: arena out of memory (%ld floats)", t->n);
+    return t;
+}
+
+rq_tensor *rq_tensor_wrap(rq_graph *g, float *data, int ndim, const int *shape) {
+    if (!rq_graph_ok(g)) return NULL;
+    if (!data || !shape_ok(ndim, shape)) return rq_graph_fail(g, RQ_EINVAL, "wrap: bad data or shape");
+    rq_tensor *t = rq_arena_alloc(&g->arena, sizeof *t);
+    if (!t) return rq_graph_fail(g, RQ_ENOMEM, "wrap: arena out of memory");
+    memset(t, 0, sizeof *t);
+    tensor_set_shape(t, ndim, shape);
+    t->data = data;
+    return t;
+}
+
+float *rq_tensor_grad(rq_graph *g, rq_tensor *t) {
+    if (t->grad) return t->grad;
+    t->grad = rq_arena_alloc(&g->arena, (size_t)t->n * sizeof(float));
+    if (!t->grad) return rq_graph_fail(g, RQ_ENOMEM, "grad: arena out of memory (%ld floats)", t->n);
+    memset(t->grad, 0, (size_t)t->n * sizeof(float));
+    return t->grad;
+}
+
+void rq_tensor_zero_grad(rq_tensor *t) {
+    if (t && t->grad) memset(t->grad, 0, (size_t)t->n * sizeof(float));
+}

@@ -1,0 +1,262 @@
+/* ops_nn.c: normalisation, modulation and activation ops of the DiT block. */
+#include <math.h>
+#include <string.h>
+
+#include "ops_internal.h"
+
+/* -------------------------------------------------------------- layernorm */
+
+/* Saved per row: mean and 1/std, so backward needs no second pass over x. */
+static void layernorm_backward(rq_graph *g, rq_node *n) {
+    rq_tensor *x = n->in[0], *y = n->out;
+    float *dx = in_grad(g, x);
+    const float *stats = n->saved;
+    int D = x->shape[x->ndim - 1];
+    long rows = x->n / D;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x->data + r * D, *dy = y->grad + r * D;
+        float mean = stats[2 * r], rstd = stats[2 * r + 1];
+        double sdy = 0.0, sdyx = 0.0;
+        for (int i = 0; i < D; i++) {
+            float xh = (xr[i] - mean) * rstd;
+            sdy += dy[i];
+            sdyx += dy[i] * xh;
+        }
+        float mdy = (float)(sdy / D), mdyx = (float)(sdyx / D);
+        for (int i = 0; i < D; i++) {
+            float xh = (xr[i] - mean) * rstd;
+            dx[r * D + i] += rstd * (dy[i] - mdy - xh * mdyx);
+        }
+    }
+}
+
+rq_tensor *rq_layernorm(rq_graph *g, rq_tensor *x, float eps) {
+    OP_BEGIN(g, "layernorm", x);
+    if (!(eps > 0.0f)) return rq_graph_fail(g, RQ_EINVAL, "layernorm: eps must be > 0, got %g", (double)eps);
+    rq_tensor *y = out_like(g, x);
+    if (!y) return NULL;
+    int D = x->shape[x->ndim - 1];
+    long rows = x->n / D;
+    float *stats = rq_arena_alloc(&g->arena, (size_t)rows * 2 * sizeof(float));
+    if (!stats) return rq_graph_fail(g, RQ_ENOMEM, "layernorm: arena out of memory");
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x->data + r * D;
+        double s = 0.0, ss = 0.0;
+        for (int i = 0; i < D; i++) s += xr[i];
+        double mean = s / D;
+        for (int i = 0; i < D; i++) {
+            double d = xr[i] - mean;
+            ss += d * d;
+        }
+        float rstd = (float)(1.0 / sqrt(ss / D + eps));
+        stats[2 * r] = (float)mean;
+        stats[2 * r + 1] = rstd;
+        for (int i = 0; i < D; i++) y->data[r * D + i] = (xr[i] - (float)mean) * rstd;
+    }
+    if (rq_needs_grad(g, 1, &x)) {
+        rq_node *n = rq_graph_push(g, "layernorm", layernorm_backward, y);
+        if (!n) return NULL;
+        n->in[0] = x, n->saved = stats;
+    }
+    return y;
+}
+
+/* --------------------------------------------------- modulate / gated add */
+
+static int check_ntd_nd(rq_graph *g, const char *op, rq_tensor *x, rq_tensor *a, rq_tensor *b) {
+    int ok = x->ndim == 3 && a->ndim == 2 && a->shape[0] == x->shape[0] && a->shape[1] == x->shape[2];
+    if (ok && b) ok = rq_same_shape(a, b) || (b->ndim == 3 && rq_same_shape(x, b));
+    if (!ok) rq_graph_fail(g, RQ_ESHAPE, "%s: x %s with %s and %s do not agree (want [N,T,D], [N,D])",
+                           op, SHAPE(x), SHAPE(a), b ? SHAPE(b) : "none");
+    return ok;
+}
+
+static void modulate_backward(rq_graph *g, rq_node *n) {
+    rq_tensor *x = n->in[0], *shift = n->in[1], *scale = n->in[2], *y = n->out;
+    float *dx = in_grad(g, x), *dsh = in_grad(g, shift), *dsc = in_grad(g, scale);
+    int N = x->shape[0], T = x->shape[1], D = x->shape[2];
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < N; b++) {
+        const float *sc = scale->data + (long)b * D;
+        for (int t = 0; t < T; t++) {
+            long o = ((long)b * T + t) * D;
+            for (int d = 0; d < D; d++) {
+                float dy = y->grad[o + d];
+                if (dx) dx[o + d] += dy * (1.0f + sc[d]);
+                if (dsh) dsh[(long)b * D + d] += dy;
+                if (dsc) dsc[(long)b * D + d] += dy * x->data[o + d];
+            }
+        }
+    }
+}
+
+rq_tensor *rq_modulate(rq_graph *g, rq_tensor *x, rq_tensor *shift, rq_tensor *scale) {
+    OP_BEGIN(g, "modulate", x, shift, scale);
+    if (!check_ntd_nd(g, "modulate", x, shift, scale) || !rq_same_shape(shift, scale)) {
+        return rq_graph_fail(g, RQ_ESHAPE, "modulate: shift %s and scale %s differ", SHAPE(shift),
+                             SHAPE(scale));
+    }
+    rq_tensor *y = out_like(g, x);
+    if (!y) return NULL;
+    int N = x->shape[0], T = x->shape[1], D = x->shape[2];
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < N; b++)
+        for (int t = 0; t < T; t++) {
+            long o = ((long)b * T + t) * D;
+            const float *sh = shift->data + (long)b * D, *sc = scale->data + (long)b * D;
+            for (int d = 0; d < D; d++) y->data[o + d] = x->data[o + d] * (1.0f + sc[d]) + sh[d];
+        }
+    rq_tensor *ins[] = {x, shift, scale};
+    if (rq_needs_grad(g, 3, ins)) {
+        rq_node *n = rq_graph_push(g, "modulate", modulate_backward, y);
+        if (!n) return NULL;
+        n->in[0] = x, n->in[1] = shift, n->in[2] = scale;
+    }
+    return y;
+}
+
+static void gated_add_backward(rq_graph *g, rq_node *n) {
+    rq_tensor *x = n->in[0], *gate = n->in[1], *yin = n->in[2], *out = n->out;
+    float *dx = in_grad(g, x), *dg = in_grad(g, gate), *dy = in_grad(g, yin);
+    int N = x->shape[0], T = x->shape[1], D = x->shape[2];
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < N; b++) {
+        const float *gt = gate->data + (long)b * D;
+        for (int t = 0; t < T; t++) {
+            long o = ((long)b * T + t) * D;
+            for (int d = 0; d < D; d++) {
+                float dout = out->grad[o + d];
+                if (dx) dx[o + d] += dout;
+                if (dy) dy[o + d] += dout * gt[d];
+                if (dg) dg[(long)b * D + d] += dout * yin->data[o + d];
+            }
+        }
+    }
+}
+
+rq_tensor *rq_gated_add(rq_graph *g, rq_tensor *x, rq_tensor *gate, rq_tensor *y) {
+    OP_BEGIN(g, "gated_add", x, gate, y);
+    if (!check_ntd_nd(g, "gated_add", x, gate, y) || !rq_same_shape(x, y)) {
+        return rq_graph_fail(g, RQ_ESHAPE, "gated_add: x %s and y %s differ", SHAPE(x), SHAPE(y));
+    }
+    rq_tensor *out = out_like(g, x);
+    if (!out) return NULL;
+    int N = x->shape[0], T = x->shape[1], D = x->shape[2];
+#pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < N; b++)
+        for (int t = 0; t < T; t++) {
+            long o = ((long)b * T + t) * D;
+            const float *gt = gate->data + (long)b * D;
+            for (int d = 0; d < D; d++) out->data[o + d] = x->data[o + d] + gt[d] * y->data[o + d];
+        }
+    rq_tensor *ins[] = {x, gate, y};
+    if (rq_needs_grad(g, 3, ins)) {
+        rq_node *n = rq_graph_push(g, "gated_add", gated_add_backward, out);
+        if (!n) return NULL;
+        n->in[0] = x, n->in[1] = gate, n->in[2] = y;
+    }
+    return out;
+}
+
+/* ------------------------------------------------------------ activations */
+
+static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+static void silu_backward(rq_graph *g, rq_node *n) {
+    rq_tensor *x = n->in[0];
+    float *dx = in_grad(g, x);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < x->n; i++) {
+        float v = x->data[i], s = sigmoidf(v);
+        dx[i] += n->out->grad[i] * s * (1.0f + v * (1.0f - s));
+    }
+}
+
+rq_tensor *rq_silu(rq_graph *g, rq_tensor *x) {
+    OP_BEGIN(g, "silu", x);
+    rq_tensor *y = out_like(g, x);
+    if (!y) return NULL;
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < x->n; i++) y->data[i] = x->data[i] * sigmoidf(x->data[i]);
+    if (rq_needs_grad(g, 1, &x)) {
+        rq_node *n = rq_graph_push(g, "silu", silu_backward, y);
+        if (!n) return NULL;
+        n->in[0] = x;
+    }
+    return y;
+}
+
+#define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
+#define GELU_C 0.044715f
+
+static void gelu_backward(rq_graph *g, rq_node *n) {
+    rq_tensor *x = n->in[0];
+    float *dx = in_grad(g, x);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < x->n; i++) {
+        float v = x->data[i], th = tanhf(GELU_K * (v + GELU_C * v * v * v));
+        float d = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * v * v);
+        dx[i] += n->out->grad[i] * d;
+    }
+}
+
+rq_tensor *rq_gelu_tanh(rq_graph *g, rq_tensor *x) {
+    OP_BEGIN(g, "gelu_tanh", x);
+    rq_tensor *y = out_like(g, x);
+    if (!y) return NULL;
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < x->n; i++) {
+        float v = x->data[i];
+        y->data[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+    }
+    if (rq_needs_grad(g, 1, &x)) {
+        rq_node *n = rq_graph_push(g, "gelu_tanh", gelu_backward, y);
+        if (!n) return NULL;
+        n->in[0] = x;
+    }
+    return y;
+}
+
+/* ---------------------------------------------------------------- softmax */
+
+static void softmax_backward(rq_graph *g, rq_node *n) {
+    rq_tensor *x = n->in[0], *y = n->out;
+    float *dx = in_grad(g, x);
+    int D = x->shape[x->ndim - 1];
+    long rows = x->n / D;
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < rows; r++) {
+        const float *yr = y->data + r * D, *dy = y->grad + r * D;
+        float s = 0.0f;
+        for (int i = 0; i < D; i++) s += dy[i] * yr[i];
+        for (int i = 0; i < D; i++) dx[r * D + i] += yr[i] * (dy[i] - s);
+    }
+}
+
+void rq_softmax_rows(const float *x, float *y, long rows, int D) {
+#pragma omp parallel for schedule(static) if (rows > 64)
+    for (long r = 0; r < rows; r++) {
+        const float *xr = x + r * D;
+        float *yr = y + r * D;
+        float m = -INFINITY, s = 0.0f;
+        for (int i = 0; i < D; i++) m = xr[i] > m ? xr[i] : m;
+        for (int i = 0; i < D; i++) s += (yr[i] = expf(xr[i] - m));
+        for (int i = 0; i < D; i++) yr[i] /= s;
+    }
+}
+
+rq_tensor *rq_softmax(rq_graph *g, rq_tensor *x) {
+    OP_BEGIN(g, "softmax", x);
+    rq_tensor *y = out_like(g, x);
+    if (!y) return NULL;
+    int D = x->shape[x->ndim - 1];
+    rq_softmax_rows(x->data, y->data, x->n / D, D);
+    if (rq_needs_grad(g, 1, &x)) {
+        rq_node *n = rq_graph_push(g, "softmax", softmax_backward, y);
+        if (!n) return NULL;
+        n->in[0] = x;
+    }
+    return y;
+}

@@ -1,0 +1,180 @@
+/* qlinear.c: fake-quantized linears for QAT and the model-wide wiring. */
+#include "robuq/qlinear.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "robuq/ops.h"
+
+/* ------------------------------------------------------- hadamard as an op */
+
+/* H is symmetric and orthonormal, so the backward of x H is dy H. */
+static void hadamard_backward(rq_graph *g, rq_node *n) {
+    rq_tensor *x = n->in[0], *y = n->out;
+    const rq_hadamard *h = n->saved;
+    float *dx = rq_tensor_grad(g, x), *tmp = rq_arena_alloc(&g->arena, (size_t)y->n * sizeof(float));
+    if (!dx || !tmp) {
+        rq_graph_fail(g, RQ_ENOMEM, "hadamard backward: arena out of memory");
+        return;
+    }
+    memcpy(tmp, y->grad, (size_t)y->n * sizeof(float));
+    rq_hadamard_apply(h, tmp, y->n / h->n);
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < y->n; i++) dx[i] += tmp[i];
+}
+
+rq_tensor *rq_hadamard_op(rq_graph *g, rq_tensor *x, const rq_hadamard *h) {
+    if (!g || !rq_graph_ok(g)) return NULL;
+    if (!x || !h) return rq_graph_fail(g, RQ_EINVAL, "hadamard: NULL argument");
+    if (x->shape[x->ndim - 1] != h->n) {
+        char s[64];
+        return rq_graph_fail(g, RQ_ESHAPE, "hadamard: input %s, plan size %d", rq_shape_str(x, s, 64), h->n);
+    }
+    rq_tensor *y = rq_tensor_arena(g, x->ndim, x->shape);
+    if (!y) return NULL;
+    memcpy(y->data, x->data, (size_t)x->n * sizeof(float));
+    rq_hadamard_apply(h, y->data, x->n / h->n);
+    if (rq_needs_grad(g, 1, &x)) {
+        rq_node *n = rq_graph_push(g, "hadamard", hadamard_backward, y);
+        if (!n) return NULL;
+        n->in[0] = x, n->saved = (void *)h;
+    }
+    return y;
+}
+
+/* --------------------------------------------------------------- qlinear */
+
+rq_status rq_qlinear_attach(rq_dit_linear *L, const rq_qlinear *q, const char *layer, rq_err *err) {
+    if (!L || !L->w || !q) return rq_err_set(err, RQ_EINVAL, "qlinear: NULL argument");
+    int in = (int)(L->w->n / L->w->shape[0]);
+    rq_qlinear *s = malloc(sizeof *s);
+    if (!s) return rq_err_set(err, RQ_ENOMEM, "qlinear: out of memory");
+    *s = *q;
+    if (s->a_bits) {
+        rq_actq_cfg c = {s->a_bits, s->a_method};
+        if (rq_actq_cfg_check(&c, err)) {
+            free(s);
+            return rq_err_set(err, RQ_EINVAL, "layer %s: bad activation quantizer", layer);
+        }
+    }
+    if (s->hadamard) {
+        rq_err e = {0};
+        if (rq_hadamard_plan_init(&s->had, in, &e)) {
+            free(s);
+            return rq_err_set(err, RQ_EINVAL, "layer %s: %s", layer ? layer : "?", e.msg);
+        }
+    }
+    rq_qlinear_detach(L);
+    L->q = s;
+    return RQ_OK;
+}
+
+void rq_qlinear_detach(rq_dit_linear *L) {
+    if (!L) return;
+    free(L->q);
+    L->q = NULL;
+}
+
+rq_tensor *rq_qlinear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x) {
+    if (!g || !rq_graph_ok(g)) return NULL;
+    if (!L || !L->w || !x) return rq_graph_fail(g, RQ_EINVAL, "qlinear: NULL argument");
+    rq_qlinear *q = L->q;
+    int out = L->w->shape[0], in = (int)(L->w->n / out);
+    /* 2-D view aliasing the parameter (the embedder's weight is [D,C,p,p]) */
+    rq_tensor *w = rq_tensor_wrap(g, L->w->data, 2, (int[]){out, in});
+    if (!w) return NULL;
+    w->grad = L->w->grad;
+    w->requires_grad = L->w->requires_grad;
+    if (!q) return rq_linear(g, x, w, L->b);
+    if (q->hadamard) {
+        x = rq_hadamard_op(g, x, &q->had);
+        w = rq_hadamard_op(g, w, &q->had);
+    }
+    if (q->a_bits) {
+        rq_actq_cfg c = {q->a_bits, q->a_method};
+        x = rq_ste(g, x, rq_actq_rowwise, &c, 1, "act_quant");
+    }
+    if (q->w_ternary) w = rq_ste(g, w, rq_ternary_rowwise, NULL, 0, "ternary");
+    return rq_linear(g, x, w, L->b);
+}
+
+/* ---------------------------------------------------------- model wiring */
+
+rq_status rq_precision_map_read(const char *path, rq_dit *m, int *bits, rq_err *err) {
+    if (!path || !m || !bits) return rq_err_set(err, RQ_EINVAL, "precision map: NULL argument");
+    rq_dit_linear *ls[1024];
+    const char *names[1024];
+    int n = rq_dit_linears(m, ls, names, 1024);
+    for (int i = 0; i < n; i++) bits[i] = -1;
+    FILE *f = fopen(path, "r");
+    if (!f) return rq_err_set(err, RQ_EIO, "%s: cannot open precision map", path);
+    char line[512];
+    int lineno = 0;
+    rq_status st = RQ_OK;
+    while (!st && fgets(line, sizeof line, f)) {
+        lineno++;
+        char *hash = strchr(line, '#');
+        if (hash) *hash = '\0';
+        char name[256], extra[8];
+        int b;
+        int k = sscanf(line, "%255s %d %7s", name, &b, extra);
+        if (k <= 0) continue; /* blank or comment */
+        if (k != 2) {
+            st = rq_err_set(err, RQ_EFORMAT, "%s:%d: expected '<layer> <bits>'", path, lineno);
+            break;
+        }
+        if (b < 1 || b > 8) {
+            st = rq_err_set(err, RQ_EFORMAT, "%s:%d: bits %d for %s outside 1..8", path, lineno, b, name);
+            break;
+        }
+        /* accept "blocks.0.attn.qkv" or its ".weight" parameter name */
+        int found = -1;
+        for (int i = 0; i < n; i++) {
+            size_t len = strlen(name);
+            if (!strncmp(names[i], name, len) && (!strcmp(names[i] + len, ".weight") || !names[i][len])) found = i;
+        }
+        if (found < 0) {
+            st = rq_err_set(err, RQ_EFORMAT, "%s:%d: no linear layer named '%s' in this model", path, lineno, name);
+            break;
+        }
+        bits[found] = b;
+    }
+    fclose(f);
+    return st;
+}
+
+rq_status rq_dit_quantize(rq_dit *m, const rq_quant_opts *o, rq_err *err) {
+    if (!m || !o) return rq_err_set(err, RQ_EINVAL, "quantize: NULL argument");
+    rq_dit_linear *ls[1024];
+    const char *names[1024];
+    int n = rq_dit_linears(m, ls, names, 1024);
+    int map[1024];
+    if (o->enabled && o->precision_map && o->precision_map[0]) {
+        if (rq_precision_map_read(o->precision_map, m, map, err)) return err->code;
+    } else {
+        for (int i = 0; i < n; i++) map[i] = -1;
+    }
+    for (int i = 0; i < n; i++) {
+        rq_dit_linear *L = ls[i];
+        const char *k = L->kind;
+        int in_block = !strcmp(k, "qkv") || !strcmp(k, "proj") || !strcmp(k, "fc1") || !strcmp(k, "fc2");
+        int adaln = !strcmp(k, "adaLN");
+        int quant = o->enabled && (in_block || adaln || (o->quantize_embedder && !strcmp(k, "embed")) ||
+                                   (o->quantize_final && !strcmp(k, "final")));
+        if (!quant) {
+            rq_qlinear_detach(L);
+            continue;
+        }
+        rq_qlinear q = {0};
+        q.w_ternary = o->weight_ternary;
+        q.a_method = o->method;
+        q.a_bits = adaln ? o->adaln_act_bits : o->act_bits;
+        if (map[i] > 0) q.a_bits = map[i];
+        if (!strcmp(k, "embed") || !strcmp(k, "final")) q.a_bits = map[i] > 0 ? map[i] : o->act_bits;
+        q.hadamard = o->hadamard && q.a_bits > 0 &&
+                     (!o->hadamard_proj_fc2_only || !strcmp(k, "proj") || !strcmp(k, "fc2"));
+        if (rq_qlinear_attach(L, &q, names[i], err)) return err->code;
+    }
+    return RQ_OK;
+}

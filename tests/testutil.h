@@ -1,0 +1,40 @@
+/* testutil.h: small helpers shared by the cmocka tests. */
+#ifndef ROBUQ_TESTUTIL_H
+#define ROBUQ_TESTUTIL_H
+
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+/* splitmix64: deterministic test data independent of libc rand(). */
+static inline uint64_t tu_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static inline float tu_uniform(uint64_t *s, float lo, float hi) {
+    return lo + (hi - lo) * (float)((tu_next(s) >> 40) * (1.0 / 16777216.0));
+}
+static inline void tu_fill(uint64_t *s, float *x, long n, float lo, float hi) {
+    for (long i = 0; i < n; i++) x[i] = tu_uniform(s, lo, hi);
+}
+/* ||a-b|| / max(||b||, floor) */
+static inline double tu_rel_err(const float *a, const float *b, long n, double floor) {
+    double num = 0, den = 0;
+    for (long i = 0; i < n; i++) {
+        double d = (double)a[i] - b[i];
+        num += d * d;
+        den += (double)b[i] * b[i];
+    }
+    den = sqrt(den);
+    return sqrt(num) / (den > floor ? den : floor);
+}
+
+#endif
