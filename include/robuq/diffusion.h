@@ -15,6 +15,7 @@ typedef struct {
     double *sqrt_recip_acp, *sqrt_recipm1_acp;
     double *post_var, *post_logvar_clipped, *post_c1, *post_c2;
     int *timestep_map; /* respaced index -> original t the model sees */
+    int use_vlb;       /* hybrid loss (default 1); 0: eps MSE only */
 } rq_diffusion;
 
 /* Linear schedule over T steps from beta_start to beta_end. */

@@ -29,6 +29,7 @@ rq_status rq_diffusion_init_betas(rq_diffusion *d, const double *betas, const in
         if (!(betas[i] > 0.0 && betas[i] <= 1.0))
             return rq_err_set(err, RQ_EINVAL, "diffusion: beta[%d] = %g outside (0, 1]", i, betas[i]);
     d->num_timesteps = T;
+    d->use_vlb = 1;
     double **arrs[] = {&d->betas, &d->acp, &d->acp_prev, &d->sqrt_acp, &d->sqrt_1m_acp, &d->log_1m_acp,
                        &d->sqrt_recip_acp, &d->sqrt_recipm1_acp, &d->post_var, &d->post_logvar_clipped,
                        &d->post_c1, &d->post_c2};
@@ -289,7 +290,7 @@ rq_status rq_diffusion_loss(rq_graph *g, const rq_diffusion *d, rq_dit *m, const
     rq_tensor *mse = rq_mse(g, eps, rq_tensor_wrap(g, (float *)noise, 4, shape));
     rq_tensor *loss = mse;
     out->vb = 0.0f;
-    if (c->learn_sigma) {
+    if (c->learn_sigma && d->use_vlb) {
         rq_tensor *var = rq_slice(g, model_out, 1, C, C);
         rq_tensor *vb = rq_mean(g, rq_vlb_terms(g, d, rq_detach(g, eps), var, x0, xt->data, t));
         loss = rq_add(g, mse, vb);
