@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "ops_internal.h"
+#include "robuq/fastmath.h"
 #include "robuq/gemm.h"
 
 /* In place: rows of S (T x T) become softmax probabilities; the per-row
@@ -22,7 +23,7 @@ static void softmax_scores(float *S, int T, float *lse) {
     for (int i = 0; i < T; i++) {
         float *row = S + (long)i * T, m = -INFINITY, s = 0.0f;
         for (int j = 0; j < T; j++) m = row[j] > m ? row[j] : m;
-        for (int j = 0; j < T; j++) s += (row[j] = expf(row[j] - m));
+        for (int j = 0; j < T; j++) s += (row[j] = rq_expf(row[j] - m));
         float inv = 1.0f / s;
         for (int j = 0; j < T; j++) row[j] *= inv;
         if (lse) lse[i] = m + logf(s);
@@ -33,7 +34,7 @@ static void softmax_scores(float *S, int T, float *lse) {
 static void probs_from_lse(float *S, int T, const float *lse) {
     for (int i = 0; i < T; i++) {
         float *row = S + (long)i * T;
-        for (int j = 0; j < T; j++) row[j] = expf(row[j] - lse[i]);
+        for (int j = 0; j < T; j++) row[j] = rq_expf(row[j] - lse[i]);
     }
 }
 

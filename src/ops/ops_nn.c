@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "ops_internal.h"
+#include "robuq/fastmath.h"
 
 /* -------------------------------------------------------------- layernorm */
 
@@ -162,14 +163,13 @@ rq_tensor *rq_gated_add(rq_graph *g, rq_tensor *x, rq_tensor *gate, rq_tensor *y
 
 /* ------------------------------------------------------------ activations */
 
-static inline float sigmoidf(float x) { return 1.0f / (1.0f + expf(-x)); }
 
 static void silu_backward(rq_graph *g, rq_node *n) {
     rq_tensor *x = n->in[0];
     float *dx = in_grad(g, x);
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < x->n; i++) {
-        float v = x->data[i], s = sigmoidf(v);
+        float v = x->data[i], s = rq_sigmoidf(v);
         dx[i] += n->out->grad[i] * s * (1.0f + v * (1.0f - s));
     }
 }
@@ -179,7 +179,7 @@ rq_tensor *rq_silu(rq_graph *g, rq_tensor *x) {
     rq_tensor *y = out_like(g, x);
     if (!y) return NULL;
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < x->n; i++) y->data[i] = x->data[i] * sigmoidf(x->data[i]);
+    for (long i = 0; i < x->n; i++) y->data[i] = x->data[i] * rq_sigmoidf(x->data[i]);
     if (rq_needs_grad(g, 1, &x)) {
         rq_node *n = rq_graph_push(g, "silu", silu_backward, y);
         if (!n) return NULL;
@@ -196,7 +196,7 @@ static void gelu_backward(rq_graph *g, rq_node *n) {
     float *dx = in_grad(g, x);
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < x->n; i++) {
-        float v = x->data[i], th = tanhf(GELU_K * (v + GELU_C * v * v * v));
+        float v = x->data[i], th = rq_tanhf(GELU_K * (v + GELU_C * v * v * v));
         float d = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * v * v);
         dx[i] += n->out->grad[i] * d;
     }
@@ -209,7 +209,7 @@ rq_tensor *rq_gelu_tanh(rq_graph *g, rq_tensor *x) {
 #pragma omp parallel for schedule(static)
     for (long i = 0; i < x->n; i++) {
         float v = x->data[i];
-        y->data[i] = 0.5f * v * (1.0f + tanhf(GELU_K * (v + GELU_C * v * v * v)));
+        y->data[i] = 0.5f * v * (1.0f + rq_tanhf(GELU_K * (v + GELU_C * v * v * v)));
     }
     if (rq_needs_grad(g, 1, &x)) {
         rq_node *n = rq_graph_push(g, "gelu_tanh", gelu_backward, y);
@@ -242,7 +242,7 @@ void rq_softmax_rows(const float *x, float *y, long rows, int D) {
         float *yr = y + r * D;
         float m = -INFINITY, s = 0.0f;
         for (int i = 0; i < D; i++) m = xr[i] > m ? xr[i] : m;
-        for (int i = 0; i < D; i++) s += (yr[i] = expf(xr[i] - m));
+        for (int i = 0; i < D; i++) s += (yr[i] = rq_expf(xr[i] - m));
         for (int i = 0; i < D; i++) yr[i] /= s;
     }
 }
