@@ -1,0 +1,249 @@
+/* test_qlinear.c: the fake-quantized linear used for QAT (Hadamard rotation,
+ * per-token activation quantizer, ternary weights, STE gradients) and the
+ * model-wide wiring ([quant] options, precision maps, error messages). */
+#include <string.h>
+#include <unistd.h>
+
+#include "robuq/ops.h"
+#include "robuq/qlinear.h"
+#include "testutil.h"
+
+static rq_tensor *param(int ndim, const int *shape, uint64_t seed) {
+    rq_tensor *t = rq_tensor_new(ndim, shape, 1, "p");
+    tu_fill(&seed, t->data, t->n, -1, 1);
+    return t;
+}
+
+/* Hadamard op: finite differences (it is linear, so FD is exact up to rounding). */
+static void test_hadamard_op_gradient(void **state) {
+    rq_hadamard h;
+    rq_err e = {0};
+    assert_int_equal(rq_hadamard_plan_init(&h, 12, &e), RQ_OK);
+    rq_tensor *x = param(2, (int[]){3, 12}, 1);
+    float R[36];
+    uint64_t s = 2;
+    tu_fill(&s, R, 36, -1, 1);
+    rq_graph g;
+    rq_graph_init(&g, 1 << 16);
+    rq_tensor *y = rq_hadamard_op(&g, x, &h);
+    rq_tensor *loss = rq_sum(&g, rq_mul(&g, rq_silu(&g, y), rq_tensor_wrap(&g, R, 2, (int[]){3, 12})));
+    assert_int_equal(rq_backward(&g, loss), RQ_OK);
+    for (long j = 0; j < x->n; j++) {
+        float keep = x->data[j];
+        double l[2];
+        for (int k = 0; k < 2; k++) {
+            x->data[j] = keep + (k ? -1e-2f : 1e-2f);
+            rq_graph_reset(&g);
+            g.grad_enabled = 0;
+            rq_tensor *o = rq_silu(&g, rq_hadamard_op(&g, x, &h));
+            l[k] = 0;
+            for (int i = 0; i < 36; i++) l[k] += (double)o->data[i] * R[i];
+        }
+        x->data[j] = keep;
+        assert_float_equal(x->grad[j], (l[0] - l[1]) / 2e-2, 2e-3);
+    }
+    rq_graph_free(&g);
+    rq_tensor_free(x);
+}
+
+static rq_dit_linear make_linear(int out, int in, uint64_t seed) {
+    rq_dit_linear L = {0};
+    L.w = param(2, (int[]){out, in}, seed);
+    L.b = param(1, (int[]){out}, seed + 1);
+    L.kind = "qkv";
+    return L;
+}
+
+/* Rotation alone changes nothing: x H (W H)^T = x W^T. */
+static void test_rotation_invariance(void **state) {
+    rq_dit_linear L = make_linear(5, 24, 3);
+    rq_tensor *x = param(3, (int[]){2, 3, 24}, 4);
+    rq_graph g;
+    rq_graph_init(&g, 1 << 16);
+    g.grad_enabled = 0;
+    rq_tensor *ref = rq_linear(&g, x, L.w, L.b);
+    rq_qlinear q = {.hadamard = 1};
+    rq_err e = {0};
+    assert_int_equal(rq_qlinear_attach(&L, &q, "test", &e), RQ_OK);
+    rq_tensor *y = rq_qlinear_forward(&g, &L, x);
+    for (long i = 0; i < y->n; i++) assert_float_equal(y->data[i], ref->data[i], 1e-5);
+    rq_qlinear_detach(&L);
+    rq_graph_free(&g);
+    rq_tensor_free(x), rq_tensor_free(L.w), rq_tensor_free(L.b);
+}
+
+/* Full fake-quant forward and its STE gradients against a by-hand version:
+ *   y = Q(xH) T(WH)^T + b,  dx = ((dy T(WH)) * mask) H,  dW = (dy^T Q(xH)) H. */
+static void test_fake_quant_forward_backward(void **state) {
+    int N = 7, in = 16, out = 6;
+    for (int bits = 1; bits <= 4; bits++) {
+        rq_dit_linear L = make_linear(out, in, 10 + bits);
+        rq_tensor *x = param(2, (int[]){N, in}, 20 + bits);
+        rq_qlinear q = {.w_ternary = 1, .a_bits = bits, .a_method = RQ_ACTQ_ROBUST, .hadamard = 1};
+        rq_err e = {0};
+        assert_int_equal(rq_qlinear_attach(&L, &q, "test", &e), RQ_OK);
+        rq_graph g;
+        rq_graph_init(&g, 1 << 18);
+        rq_tensor *y = rq_qlinear_forward(&g, &L, x);
+        float R[7 * 6];
+        uint64_t s = 30;
+        tu_fill(&s, R, N * out, -1, 1);
+        rq_tensor *loss = rq_sum(&g, rq_mul(&g, y, rq_tensor_wrap(&g, R, 2, (int[]){N, out})));
+        rq_tensor_zero_grad(x), rq_tensor_zero_grad(L.w), rq_tensor_zero_grad(L.b);
+        assert_int_equal(rq_backward(&g, loss), RQ_OK);
+
+        /* by hand */
+        float xr[7 * 16], xq[7 * 16], wr[6 * 16], wq[6 * 16];
+        uint8_t mask[7 * 16];
+        memcpy(xr, x->data, sizeof xr);
+        memcpy(wr, L.w->data, sizeof wr);
+        rq_hadamard_apply(&L.q->had, xr, N);
+        rq_hadamard_apply(&L.q->had, wr, out);
+        rq_actq_cfg c = {bits, RQ_ACTQ_ROBUST};
+        rq_actq_rowwise(xr, xq, mask, N, in, &c);
+        rq_ternary_rowwise(wr, wq, NULL, out, in, NULL);
+        for (int i = 0; i < N; i++)
+            for (int o = 0; o < out; o++) {
+                double acc = L.b->data[o];
+                for (int k = 0; k < in; k++) acc += (double)xq[i * in + k] * wq[o * in + k];
+                assert_float_equal(y->data[i * out + o], acc, 1e-4);
+            }
+        float dx[7 * 16] = {0}, dw[6 * 16] = {0};
+        for (int i = 0; i < N; i++)
+            for (int k = 0; k < in; k++) {
+                double a = 0;
+                for (int o = 0; o < out; o++) a += (double)R[i * out + o] * wq[o * in + k];
+                dx[i * in + k] = (float)a * mask[i * in + k];
+            }
+        for (int o = 0; o < out; o++)
+            for (int k = 0; k < in; k++) {
+                double a = 0;
+                for (int i = 0; i < N; i++) a += (double)R[i * out + o] * xq[i * in + k];
+                dw[o * in + k] = (float)a;
+            }
+        rq_hadamard_apply(&L.q->had, dx, N);
+        rq_hadamard_apply(&L.q->had, dw, out);
+        for (int i = 0; i < N * in; i++) assert_float_equal(x->grad[i], dx[i], 1e-4);
+        for (int i = 0; i < out * in; i++) assert_float_equal(L.w->grad[i], dw[i], 1e-4);
+        for (int o = 0; o < out; o++) {
+            double a = 0;
+            for (int i = 0; i < N; i++) a += R[i * out + o];
+            assert_float_equal(L.b->grad[o], a, 1e-5);
+        }
+        /* at least one activation was clipped at low bits, so the mask matters */
+        if (bits <= 2) {
+            int clipped = 0;
+            for (int i = 0; i < N * in; i++) clipped += !mask[i];
+            assert_true(clipped > 0);
+        }
+        rq_graph_free(&g);
+        rq_qlinear_detach(&L);
+        rq_tensor_free(x), rq_tensor_free(L.w), rq_tensor_free(L.b);
+    }
+}
+
+static rq_dit_config tiny_cfg(int hidden) {
+    rq_dit_config c = {.input_size = 8, .in_channels = 1, .patch_size = 2, .hidden_size = hidden, .depth = 2,
+                       .num_heads = 2, .num_classes = 3, .mlp_ratio = 4.0f, .learn_sigma = 1};
+    return c;
+}
+
+static void test_model_wiring(void **state) {
+    rq_dit m;
+    rq_err e = {0};
+    rq_dit_config c = tiny_cfg(32);
+    assert_int_equal(rq_dit_init(&m, &c, 1, &e), RQ_OK);
+    rq_quant_opts o = {.enabled = 1, .weight_ternary = 1, .act_bits = 2, .adaln_act_bits = 4,
+                       .method = RQ_ACTQ_ROBUST, .hadamard = 1};
+    assert_int_equal(rq_dit_quantize(&m, &o, &e), RQ_OK);
+    rq_dit_linear *ls[64];
+    const char *names[64];
+    int n = rq_dit_linears(&m, ls, names, 64);
+    int quantized = 0;
+    for (int i = 0; i < n; i++) {
+        const char *k = ls[i]->kind;
+        int want = !strcmp(k, "qkv") || !strcmp(k, "proj") || !strcmp(k, "fc1") || !strcmp(k, "fc2") || !strcmp(k, "adaLN");
+        assert_int_equal(ls[i]->q != NULL, want);
+        if (ls[i]->q) {
+            quantized++;
+            assert_int_equal(ls[i]->q->a_bits, strcmp(k, "adaLN") ? 2 : 4);
+            assert_true(ls[i]->q->hadamard && ls[i]->q->w_ternary);
+        }
+    }
+    assert_int_equal(quantized, 10);
+
+    /* a precision map overrides single layers; errors name file:line */
+    char dir[] = "/tmp/rqmapXXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char path[128];
+    snprintf(path, sizeof path, "%s/map.txt", dir);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "# AMPN map\nblocks.0.attn.qkv 3\nblocks.1.mlp.fc2.weight 1\n");
+    fclose(f);
+    o.precision_map = path;
+    assert_int_equal(rq_dit_quantize(&m, &o, &e), RQ_OK);
+    assert_int_equal(m.blocks[0].qkv.q->a_bits, 3);
+    assert_int_equal(m.blocks[1].fc2.q->a_bits, 1);
+    assert_int_equal(m.blocks[1].qkv.q->a_bits, 2);
+    f = fopen(path, "w");
+    fprintf(f, "blocks.0.attn.qkv 3\nblocks.0.attn.qvk 2\n");
+    fclose(f);
+    rq_err_clear(&e);
+    assert_int_equal(rq_dit_quantize(&m, &o, &e), RQ_EFORMAT);
+    assert_non_null(strstr(e.msg, ":2:"));
+    assert_non_null(strstr(e.msg, "qvk"));
+    f = fopen(path, "w");
+    fprintf(f, "blocks.0.attn.qkv 9\n");
+    fclose(f);
+    rq_err_clear(&e);
+    assert_int_equal(rq_dit_quantize(&m, &o, &e), RQ_EFORMAT);
+    assert_non_null(strstr(e.msg, "outside 1..8"));
+    unlink(path);
+    rmdir(dir);
+
+    /* one QAT step: finite loss and gradients on every parameter of a block */
+    o.precision_map = NULL;
+    rq_dit_quantize(&m, &o, &e);
+    for (int i = 0; i < m.n_params; i++) {
+        uint64_t s = 50 + i;
+        tu_fill(&s, m.params[i]->data, m.params[i]->n, -0.2f, 0.2f);
+    }
+    rq_graph g;
+    rq_graph_init(&g, 1 << 20);
+    float x[2 * 64];
+    uint64_t s = 3;
+    tu_fill(&s, x, 128, -1, 1);
+    float tv[2] = {10, 500};
+    int y[2] = {0, 3};
+    rq_tensor *out = rq_dit_forward(&g, &m, rq_tensor_wrap(&g, x, 4, (int[]){2, 1, 8, 8}), rq_tensor_wrap(&g, tv, 1, (int[]){2}), y);
+    assert_non_null(out);
+    assert_int_equal(rq_backward(&g, rq_mean(&g, rq_mul(&g, out, out))), RQ_OK);
+    double gn = 0;
+    for (long j = 0; j < m.blocks[0].qkv.w->n; j++) gn += fabs(m.blocks[0].qkv.w->grad[j]);
+    assert_true(gn > 0 && isfinite(gn));
+    rq_graph_free(&g);
+    rq_dit_free(&m);
+}
+
+static void test_unsupported_hadamard_names_layer(void **state) {
+    rq_dit m;
+    rq_err e = {0};
+    rq_dit_config c = tiny_cfg(20); /* 20 = 5 * 4: not 2^k, 12*2^k or 36*2^k */
+    assert_int_equal(rq_dit_init(&m, &c, 1, &e), RQ_OK);
+    rq_quant_opts o = {.enabled = 1, .weight_ternary = 1, .act_bits = 4, .adaln_act_bits = 4, .hadamard = 1};
+    assert_int_equal(rq_dit_quantize(&m, &o, &e), RQ_EINVAL);
+    assert_non_null(strstr(e.msg, "blocks.0.attn.qkv"));
+    assert_non_null(strstr(e.msg, "20"));
+    rq_dit_free(&m);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_hadamard_op_gradient),
+        cmocka_unit_test(test_rotation_invariance),
+        cmocka_unit_test(test_fake_quant_forward_backward),
+        cmocka_unit_test(test_model_wiring),
+        cmocka_unit_test(test_unsupported_hadamard_names_layer),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
