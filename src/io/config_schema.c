@@ -79,11 +79,11 @@ static const rq_cfg_spec SCHEMA[] = {
     BOOL("quant", "quantize_embedder", "off", "also quantize the patch/timestep embedders"),
     BOOL("quant", "quantize_final", "off", "also quantize the final layer"),
     INT("quant", "adaln_act_bits", "4", 0, 8, "activation bits of the adaLN modulation linears, 0 = fp"),
-    INT("quant", "attn_bits", "8", 0, 8, "fake-quant bits of q, k, v and attention probs in the attention matmuls, 0 = fp"),
-    INT("quant", "lowrank_rank", "0", 0, 4096, "rank of the FP low-rank branch (SVD init, enhanced baseline), 0 = off"),
+    INT("quant", "attn_bits", "0", 0, 8, "fake-quant bits of q, k, v and attention probs in the attention matmuls, 0 = fp (not implemented yet: must be 0)"),
+    INT("quant", "lowrank_rank", "0", 0, 4096, "rank of the FP low-rank branch (SVD init, enhanced baseline), 0 = off (not implemented yet: must be 0)"),
     ENUM("quant", "hadamard_layers", "all", "all|proj_fc2",
          "linears that get the Hadamard rotation: all, or only attn.proj and mlp.fc2 (ablation)"),
-    FLT("quant", "distill_weight", "0", 0, 1e6, "weight of the MSE to the FP teacher's output, 0 = off"),
+    FLT("quant", "distill_weight", "0", 0, 1e6, "weight of the MSE to the FP teacher's output, 0 = off (not implemented yet: must be 0)"),
 
     /* ---- sample ---- */
     INT("sample", "steps", "250", 1, 100000, "sampling steps (respaced from diffusion.steps)"),
