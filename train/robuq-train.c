@@ -107,13 +107,20 @@ static void plot_loss(run *r) {
     free(sm);
 }
 
-/* Sample grid with the EMA weights: one row per class. */
+/* Sample grid with the EMA weights: one row per class ([sample] classes,
+ * default the first 10), [sample] per_class columns. */
 static void write_samples(run *r, const char *name) {
     const rq_dit_config *c = &r->model.cfg;
-    int classes = c->num_classes > 10 ? 10 : c->num_classes, per = 8, N = classes * per;
+    int cls[64], classes = rq_cfg_ints(r->cfg, "sample.classes", cls, 64), per = rq_cfg_int(r->cfg, "sample.per_class");
+    if (classes > 64) classes = 64;
+    if (classes <= 0) {
+        classes = c->num_classes > 10 ? 10 : c->num_classes;
+        for (int i = 0; i < classes; i++) cls[i] = i;
+    }
+    int N = classes * per;
     int *y = malloc((size_t)N * sizeof(int));
     float *x = malloc((size_t)N * c->in_channels * c->input_size * c->input_size * sizeof(float));
-    for (int i = 0; i < N; i++) y[i] = i / per;
+    for (int i = 0; i < N; i++) y[i] = cls[i / per] < c->num_classes ? cls[i / per] : c->num_classes - 1;
     rq_sample_opts o = {rq_cfg_int(r->cfg, "sample.steps"),
                         !strcmp(rq_cfg_str(r->cfg, "sample.sampler"), "ddim") ? RQ_SAMPLER_DDIM : RQ_SAMPLER_DDPM,
                         (float)rq_cfg_float(r->cfg, "sample.cfg_scale"),
