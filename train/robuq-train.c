@@ -300,6 +300,7 @@ int main(int argc, char **argv) {
     int sample_every = rq_cfg_int(r.cfg, "train.sample_every"), val_every = rq_cfg_int(r.cfg, "train.val_every");
     float lr = (float)rq_cfg_float(r.cfg, "train.lr"), clip = (float)rq_cfg_float(r.cfg, "train.grad_clip");
     float ema_decay = (float)rq_cfg_float(r.cfg, "train.ema_decay"), pdrop = (float)rq_cfg_float(r.cfg, "model.class_dropout_prob");
+    int ema_warmup = rq_cfg_bool(r.cfg, "train.ema_warmup");
     int skip_nan = !strcmp(rq_cfg_str(r.cfg, "train.nan_policy"), "skip");
     long per = rq_dataset_sample_size(&r.train);
     RQ_INFO("model: %ld parameters, %.2f GMACs/sample, %d tokens; %s; data: %ld samples from %s; %d threads",
@@ -356,7 +357,10 @@ int main(int argc, char **argv) {
         if (clip > 0 && gnorm > clip) rq_grad_scale(&r.model, (float)(clip / gnorm));
         float cur_lr = warmup > 0 && step < warmup ? lr * (float)(step + 1) / warmup : lr;
         rq_adamw_step(&r.opt, &r.model, cur_lr);
-        rq_ema_update(&r.ema, &r.model, ema_decay);
+        float decay = ema_decay;
+        if (ema_warmup && (1.0f + r.meta.step) / (10.0f + r.meta.step) < decay)
+            decay = (1.0f + r.meta.step) / (10.0f + r.meta.step);
+        rq_ema_update(&r.ema, &r.model, decay);
         r.meta.step++;
         log_loss(&r, r.meta.step, loss);
         loss_acc += loss, mse_acc += lo.mse, vb_acc += lo.vb, window++;

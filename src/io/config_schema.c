@@ -58,6 +58,9 @@ static const rq_cfg_spec SCHEMA[] = {
     FLT("train", "beta2", "0.999", 0, 0.99999999, "AdamW beta2"),
     FLT("train", "grad_clip", "0", 0, 1e30, "clip the global gradient norm to this value, 0 = off"),
     FLT("train", "ema_decay", "0.9999", 0, 1, "EMA decay of the weights used for sampling, 0 = copy"),
+    BOOL("train", "ema_warmup", "on",
+         "EMA decay min(ema_decay, (1+step)/(10+step)) so short runs do not average in the initial weights; "
+         "off = the DiT reference (constant decay)"),
     INT("train", "seed", "0", 0, I_MAX, "RNG seed (data order, noise, timesteps, dropout)"),
     INT("train", "log_every", "10", 1, I_MAX, "print/log the loss every N steps"),
     INT("train", "ckpt_every", "1000", 0, I_MAX, "save a checkpoint every N steps, 0 = only at the end"),
