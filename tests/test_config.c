@@ -293,8 +293,8 @@ static void test_error_messages(void **state) {
     expect_load_error(fx, "[train]\nsteps = 1.5\n", RQ_EFORMAT, "%s:2: [train] steps: expected an integer, got '1.5'");
     expect_load_error(fx, "[train]\nsteps =\n", RQ_EFORMAT, "%s:2: [train] steps: expected an integer, got ''");
     expect_load_error(fx, "[train]\nlr = nan\n", RQ_EFORMAT, "%s:2: [train] lr: expected a finite float, got 'nan'");
-    expect_load_error(fx, "[quant]\nact_bits = 0\n", RQ_EFORMAT,
-                      "%s:2: [quant] act_bits: value 0 out of range [1, 8]");
+    expect_load_error(fx, "[quant]\nact_bits = 9\n", RQ_EFORMAT,
+                      "%s:2: [quant] act_bits: value 9 out of range [0, 8]");
     expect_load_error(fx, "[model]\nclass_dropout_prob = 1.5\n", RQ_EFORMAT,
                       "%s:2: [model] class_dropout_prob: value 1.5 out of range [0, 1]");
     expect_load_error(fx, "[quant]\nenabled = maybe\n", RQ_EFORMAT,
@@ -342,7 +342,7 @@ static void test_set_errors(void **state) {
     assert_string_equal(err.msg, "--set: unknown section [qaunt] (did you mean [quant]?)");
     rq_err_clear(&err);
     assert_int_equal(rq_config_set(cfg, "quant.act_bits=9", &err), RQ_EINVAL);
-    assert_string_equal(err.msg, "--set quant.act_bits: value 9 out of range [1, 8]");
+    assert_string_equal(err.msg, "--set quant.act_bits: value 9 out of range [0, 8]");
     assert_int_equal(rq_cfg_int(cfg, "quant.act_bits"), 4); /* unchanged */
     assert_int_equal(rq_config_set(NULL, "a.b=1", NULL), RQ_EINVAL);
     rq_config_free(cfg);
@@ -430,7 +430,7 @@ static void test_help_and_schema(void **state) {
     fclose(f);
     assert_non_null(strstr(buf, "[quant]"));
     assert_non_null(strstr(buf, "  act_bits"));
-    assert_non_null(strstr(buf, "int in [1, 8]"));
+    assert_non_null(strstr(buf, "int in [0, 8]"));
     assert_non_null(strstr(buf, "one of ddpm|ddim"));
     assert_non_null(strstr(buf, "init_from          = \"\""));
     free(buf);

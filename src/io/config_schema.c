@@ -74,7 +74,7 @@ static const rq_cfg_spec SCHEMA[] = {
     /* ---- quant ---- */
     BOOL("quant", "enabled", "off", "quantization-aware training (off = full precision)"),
     ENUM("quant", "weight_bits", "1.58", "fp|1.58", "weights of quantized linears: fp or ternary (W1.58)"),
-    INT("quant", "act_bits", "4", 1, 8, "activation bits of the block linears (a precision_map overrides per layer)"),
+    INT("quant", "act_bits", "4", 0, 8, "activation bits of the block linears, 0 = fp (W1.58 only); a precision_map overrides per layer"),
     BOOL("quant", "hadamard", "on", "rotate activations and weights by a Hadamard matrix before quantizing"),
     ENUM("quant", "quantizer", "robust", "robust|minmax",
          "per-token activation scale: robust = MSE-optimal Gaussian clipping of the rms, minmax = max |x|"),
