@@ -6,7 +6,6 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +19,7 @@
 #include "robuq/h5io.h"
 #include "robuq/image.h"
 #include "robuq/npy.h"
+#include "testutil.h"
 
 #ifndef ROBUQ_BIN_DIR
 #define ROBUQ_BIN_DIR "."
@@ -31,10 +31,6 @@ typedef struct {
     char dir[256];
 } fixture;
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/rq_test_data_XXXXXX");
@@ -44,7 +40,7 @@ static int setup(void **state) {
 }
 static int teardown(void **state) {
     fixture *f = *state;
-    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(f->dir);
     free(f);
     return 0;
 }

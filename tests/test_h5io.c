@@ -7,7 +7,6 @@
 #include <cmocka.h>
 
 #include <fcntl.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,16 +14,13 @@
 #include <unistd.h>
 
 #include "robuq/h5io.h"
+#include "testutil.h"
 
 /* ---- scratch directory per test ---- */
 typedef struct {
     char dir[256];
 } fixture;
 
-static int rm_cb(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
-    (void)sb, (void)flag, (void)ftw;
-    return remove(p);
-}
 static int setup(void **state) {
     fixture *f = calloc(1, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/rq_test_h5io_XXXXXX");
@@ -34,7 +30,7 @@ static int setup(void **state) {
 }
 static int teardown(void **state) {
     fixture *f = *state;
-    nftw(f->dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    tu_rmtree(f->dir);
     free(f);
     return 0;
 }

@@ -51,9 +51,7 @@ static int setup(void **state) {
 }
 
 static int teardown(void **state) {
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    return run(cmd) == 0 ? 0 : -1;
+    return tu_rmtree(g_dir) == 0 ? 0 : -1;
 }
 
 static float *read_arr(const char *file, const char *path, long *n) {

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include <cmocka.h>
+#include <ftw.h>
 
 /* splitmix64: deterministic test data independent of libc rand(). */
 static inline uint64_t tu_next(uint64_t *s) {
@@ -36,5 +37,12 @@ static inline double tu_rel_err(const float *a, const float *b, long n, double f
     den = sqrt(den);
     return sqrt(num) / (den > floor ? den : floor);
 }
+
+/* Removes a test's temporary directory tree (depth first, no symlinks followed). */
+static inline int tu_rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw) {
+    (void)sb, (void)flag, (void)ftw;
+    return remove(p);
+}
+static inline int tu_rmtree(const char *dir) { return nftw(dir, tu_rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 #endif
