@@ -9,6 +9,7 @@
 #include "robuq/dataset.h"
 #include "robuq/h5io.h"
 #include "robuq/image.h"
+#include "robuq/train.h"
 #include "testutil.h"
 
 #define TRAIN ROBUQ_BIN_DIR "/robuq-train"
@@ -127,6 +128,19 @@ static void test_qat_from_fp(void **state) {
     assert_int_equal(n, 2);
     assert_true(isfinite(l[0]) && isfinite(l[1]));
     free(l);
+    /* with the FP teacher: runs, and the extra term changes the loss */
+    snprintf(extra, sizeof extra,
+             "--set train.init_from=%s/full/ckpt_last.h5 --set quant.enabled=on --set quant.act_bits=2 "
+             "--set train.steps=2 --set quant.distill_weight=10", g_dir);
+    train("qat_kd", extra, 0);
+    snprintf(p, sizeof p, "%s/qat_kd/ckpt_last.h5", g_dir);
+    float *lk = read_arr(p, "/log/loss", &n);
+    snprintf(p, sizeof p, "%s/qat/ckpt_last.h5", g_dir);
+    float *l0 = read_arr(p, "/log/loss", &n);
+    assert_true(isfinite(lk[0]) && lk[0] > l0[0]); /* same batch, plus a positive distillation term */
+    free(lk), free(l0);
+    /* distillation without a teacher is a config error */
+    train("kd_err", "--set quant.distill_weight=1", 1);
 }
 
 static void test_sample_png(void **state) {
@@ -169,12 +183,42 @@ static void test_train_errors(void **state) {
     assert_non_null(strstr(line, "/nonexistent.h5"));
 }
 
+/* Every shipped config parses and yields a valid model and quantizer setup;
+ * the presets have the reference sizes (DiT-XL/2: 675M parameters, 118.6
+ * GMACs per 32x32x4 forward; checked without allocating it). */
+static void test_shipped_configs(void **state) {
+    const char *names[] = {"fmnist_demo", "fmnist_qat_a4", "fmnist_qat_a3", "fmnist_qat_a2", "dit_s2",
+                           "dit_b2", "dit_l2", "dit_xl2", "dit_xl2_a4", "dit_xl2_a3", "dit_xl2_a2"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/configs/%s.ini", ROBUQ_SOURCE_DIR, names[i]);
+        rq_config *cfg = rq_config_new();
+        rq_err e = {0};
+        rq_dit_config mc;
+        rq_quant_opts qo;
+        if (rq_config_load(cfg, path, &e) || rq_model_config_from(cfg, &mc, &e) || rq_quant_opts_from(cfg, &qo, &e))
+            fail_msg("%s: %s", names[i], e.msg);
+        if (!strcmp(names[i], "dit_xl2")) {
+            /* parameter count by formula: embedders, blocks, final layer */
+            double D = mc.hidden_size, p2c = mc.patch_size * mc.patch_size * mc.in_channels, H = 4 * D;
+            double params = p2c * D + D + 256 * D + D + D * D + D + (mc.num_classes + 1) * D +
+                            mc.depth * (3 * D * D + 3 * D + D * D + D + D * H + H + H * D + D + 6 * D * D + 6 * D) +
+                            2 * D * D + 2 * D + D * mc.patch_size * mc.patch_size * 2 * mc.in_channels +
+                            mc.patch_size * mc.patch_size * 2 * mc.in_channels;
+            assert_true(fabs(params - 675e6) < 1e6);
+        }
+        if (!strncmp(names[i], "dit_xl2_a", 9)) assert_true(qo.enabled && qo.weight_ternary && qo.hadamard);
+        rq_config_free(cfg);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_is_exact),
         cmocka_unit_test(test_qat_from_fp),
         cmocka_unit_test(test_sample_png),
         cmocka_unit_test(test_train_errors),
+        cmocka_unit_test(test_shipped_configs),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

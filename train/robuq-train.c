@@ -21,6 +21,7 @@
 #include "robuq/dataset.h"
 #include "robuq/diffusion.h"
 #include "robuq/image.h"
+#include "robuq/ops.h"
 #include "robuq/train.h"
 
 static volatile sig_atomic_t g_stop = 0; /* set by SIGINT / SIGTERM */
@@ -39,6 +40,8 @@ typedef struct {
     rq_config *cfg;
     const char *out_dir;
     rq_dit model;
+    rq_dit teacher; /* FP model for distillation (init_from), if distill_weight > 0 */
+    int has_teacher;
     rq_diffusion diff;
     rq_adamw opt;
     rq_ema ema;
@@ -287,6 +290,19 @@ int main(int argc, char **argv) {
         if (rq_ema_init(&r.ema, &r.model, &err)) goto fail;
     }
     if (rq_dit_quantize(&r.model, &qo, &err)) goto fail;
+    float distill = (float)rq_cfg_float(r.cfg, "quant.distill_weight");
+    if (distill > 0) {
+        /* The teacher is the FP model QAT starts from: init_from's EMA weights. */
+        if (!init_from[0]) {
+            rq_err_set(&err, RQ_EINVAL, "%s: quant.distill_weight > 0 needs [train] init_from (the FP teacher)",
+                       rq_cfg_origin(r.cfg, "quant.distill_weight"));
+            goto fail;
+        }
+        if (rq_dit_init(&r.teacher, &mc, seed, &err) || rq_ckpt_load(init_from, &r.teacher, "ema", NULL, NULL, NULL, &err))
+            goto fail;
+        r.has_teacher = 1;
+        RQ_INFO("distilling from the FP teacher %s (weight %g)", init_from, (double)distill);
+    }
     path_in(path, sizeof path, r.out_dir, "config.ini");
     FILE *cf = fopen(path, "w");
     if (cf) {
@@ -333,7 +349,17 @@ int main(int argc, char **argv) {
         rq_graph_reset(&g);
         rq_zero_grads(&r.model);
         rq_diffusion_loss_out lo;
-        if (rq_diffusion_loss(&g, &r.diff, &r.model, x0, t, y, noise, B, &lo) || rq_backward(&g, lo.loss)) {
+        rq_status ls = rq_diffusion_loss(&g, &r.diff, &r.model, x0, t, y, noise, B, &lo);
+        if (!ls && r.has_teacher) {
+            /* + w * MSE(student output, FP teacher output) on the same x_t, t, y */
+            g.grad_enabled = 0;
+            rq_tensor *teach = rq_dit_forward(&g, &r.teacher, lo.xt, lo.t, y);
+            g.grad_enabled = 1;
+            rq_tensor *dl = rq_scale(&g, rq_mse(&g, lo.model_out, teach), distill);
+            lo.loss = rq_add(&g, lo.loss, dl);
+            if (!lo.loss) ls = g.err.code;
+        }
+        if (ls || rq_backward(&g, lo.loss)) {
             rq_err_set(&err, g.err.code, "step %ld: %s", step, g.err.msg);
             rc = 1;
             break;
@@ -413,6 +439,7 @@ int main(int argc, char **argv) {
     rq_adamw_free(&r.opt), rq_ema_free(&r.ema);
     rq_diffusion_free(&r.diff);
     rq_dit_free(&r.model);
+    rq_dit_free(&r.teacher);
     rq_ckpt_meta_free(&r.meta);
     rq_config_free(r.cfg);
     rq_log_close_file();

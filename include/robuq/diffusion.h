@@ -42,8 +42,10 @@ rq_tensor *rq_vlb_terms(rq_graph *g, const rq_diffusion *d, rq_tensor *eps_pred,
                         const float *x0, const float *xt, const int *t);
 
 typedef struct {
-    rq_tensor *loss;  /* scalar: mean over batch of (mse + vb) */
-    float mse, vb;    /* batch means, for logging */
+    rq_tensor *loss;      /* scalar: mean over batch of (mse + vb) */
+    rq_tensor *model_out; /* [N, C_out, H, W] on the tape (for distillation) */
+    rq_tensor *xt, *t;    /* the noised input and timesteps the model saw */
+    float mse, vb;        /* batch means, for logging */
 } rq_diffusion_loss_out;
 
 /* Training loss of one batch: q_sample with the given noise, model forward

@@ -299,6 +299,9 @@ rq_status rq_diffusion_loss(rq_graph *g, const rq_diffusion *d, rq_dit *m, const
     if (!rq_graph_ok(g)) return g->err.code;
     out->mse = mse->data[0];
     out->loss = loss;
+    out->model_out = model_out;
+    out->xt = xt;
+    out->t = tt;
     return RQ_OK;
 }
 

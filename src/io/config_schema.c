@@ -86,7 +86,7 @@ static const rq_cfg_spec SCHEMA[] = {
     INT("quant", "lowrank_rank", "0", 0, 4096, "rank of the FP low-rank branch (SVD init, enhanced baseline), 0 = off (not implemented yet: must be 0)"),
     ENUM("quant", "hadamard_layers", "all", "all|proj_fc2",
          "linears that get the Hadamard rotation: all, or only attn.proj and mlp.fc2 (ablation)"),
-    FLT("quant", "distill_weight", "0", 0, 1e6, "weight of the MSE to the FP teacher's output, 0 = off (not implemented yet: must be 0)"),
+    FLT("quant", "distill_weight", "0", 0, 1e6, "weight of the MSE to the FP teacher's output (needs train.init_from, the teacher), 0 = off"),
 
     /* ---- sample ---- */
     INT("sample", "steps", "250", 1, 100000, "sampling steps (respaced from diffusion.steps)"),
