@@ -27,23 +27,7 @@
 #define FMNIST "/usr/share/datasets/fashion-mnist"
 
 /* ------------------------------------------------------------------ helpers */
-typedef struct {
-    char dir[256];
-} fixture;
-
-static int setup(void **state) {
-    fixture *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/rq_test_data_XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
-    *state = f;
-    return 0;
-}
-static int teardown(void **state) {
-    fixture *f = *state;
-    tu_rmtree(f->dir);
-    free(f);
-    return 0;
-}
+typedef tu_dir fixture;
 static char *fpath(void **state, const char *name, char *buf) {
     snprintf(buf, 512, "%s/%s", ((fixture *)*state)->dir, name);
     return buf;
@@ -724,15 +708,15 @@ static void test_fashion_mnist(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_idx_roundtrip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_idx_errors, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_npy, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_dataset_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_idx_roundtrip, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_idx_errors, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_npy, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_dataset_validation, tu_dir_setup, tu_dir_teardown),
         cmocka_unit_test(test_loader),
         cmocka_unit_test(test_loader_flip),
-        cmocka_unit_test_setup_teardown(test_pngdir, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_cli, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_fashion_mnist, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pngdir, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_cli, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_fashion_mnist, tu_dir_setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

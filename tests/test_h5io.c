@@ -17,23 +17,7 @@
 #include "testutil.h"
 
 /* ---- scratch directory per test ---- */
-typedef struct {
-    char dir[256];
-} fixture;
-
-static int setup(void **state) {
-    fixture *f = calloc(1, sizeof *f);
-    snprintf(f->dir, sizeof f->dir, "/tmp/rq_test_h5io_XXXXXX");
-    if (!mkdtemp(f->dir)) return -1;
-    *state = f;
-    return 0;
-}
-static int teardown(void **state) {
-    fixture *f = *state;
-    tu_rmtree(f->dir);
-    free(f);
-    return 0;
-}
+typedef tu_dir fixture;
 static const char *fpath(void **state, const char *name, char *buf) {
     snprintf(buf, 512, "%s/%s", ((fixture *)*state)->dir, name);
     return buf;
@@ -425,10 +409,10 @@ static void test_errors(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_roundtrip, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_atomic, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_compression_rows, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_errors, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_roundtrip, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_atomic, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_compression_rows, tu_dir_setup, tu_dir_teardown),
+        cmocka_unit_test_setup_teardown(test_errors, tu_dir_setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,4 +45,23 @@ static inline int tu_rm_entry(const char *p, const struct stat *sb, int flag, st
 }
 static inline int tu_rmtree(const char *dir) { return nftw(dir, tu_rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
+/* cmocka fixture: a fresh temporary directory per test, removed afterwards. */
+typedef struct {
+    char dir[256];
+} tu_dir;
+static inline int tu_dir_setup(void **state) {
+    tu_dir *f = calloc(1, sizeof *f);
+    if (!f) return -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/rq_test_XXXXXX");
+    if (!mkdtemp(f->dir)) return -1;
+    *state = f;
+    return 0;
+}
+static inline int tu_dir_teardown(void **state) {
+    tu_dir *f = *state;
+    tu_rmtree(f->dir);
+    free(f);
+    return 0;
+}
+
 #endif
