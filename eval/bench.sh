@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Training-step benchmark: robuq-bench (C) next to PyTorch eager
+# (eval/bench_torch.py, Debian python3-torch) on the same model, batch and
+# threads, printing step times, peak memory and the speed-up.
+#   bash eval/bench.sh [THREADS] [STEPS] [extra robuq-bench/bench_torch options]
+# Default model: DiT-S/2 on 28x28x1 (196 tokens), batch 16 (DESIGN section 7).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads=${1:-$(nproc)}
+steps=${2:-3}
+shift $(( $# > 2 ? 2 : $# )) || true
+bin=${ROBUQ_BUILD:-build}/robuq-bench
+py=${PYTHON:-/usr/bin/python3}
+[ -x "$bin" ] || { echo "bench.sh: $bin not built (cmake --build build)" >&2; exit 1; }
+field() { grep -o "\"$2\":[^,}]*" <<<"$1" | cut -d: -f2 | tr -d '"'; }
+printf '%-7s %8s %12s %12s %9s %12s %12s\n' mode threads "robuq s" "torch s" speedup "robuq MB" "torch MB"
+for mode in fp qat_a2; do
+  ours=$(OMP_NUM_THREADS=$threads "$bin" --mode "$mode" --threads "$threads" --steps "$steps" "$@" 2>/dev/null)
+  peer=$("$py" eval/bench_torch.py --mode "$mode" --threads "$threads" --steps "$steps" "$@" 2>/dev/null)
+  a=$(field "$ours" step_s_mean) b=$(field "$peer" step_s_mean)
+  printf '%-7s %8s %12s %12s %8.2fx %12s %12s\n' "$mode" "$threads" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { print b / a }')" \
+    "$(field "$ours" peak_rss_mb)" "$(field "$peer" peak_rss_mb)"
+done
