@@ -126,13 +126,9 @@ int main(int argc, char **argv) {
             goto fail;
         }
     int per = rq_cfg_int(cfg, "sample.per_class"), N = nc * per;
-    rq_sample_opts o = {rq_cfg_int(cfg, "sample.steps"),
-                        !strcmp(rq_cfg_str(cfg, "sample.sampler"), "ddim") ? RQ_SAMPLER_DDIM : RQ_SAMPLER_DDPM,
-                        (float)rq_cfg_float(cfg, "sample.cfg_scale"),
-                        !strcmp(rq_cfg_str(cfg, "sample.cfg_channels"), "reference"),
-                        (uint64_t)rq_cfg_int(cfg, "sample.seed")};
-    if (rq_diffusion_init_linear(&d, rq_cfg_int(cfg, "diffusion.steps"), rq_cfg_float(cfg, "diffusion.beta_start"),
-                                 rq_cfg_float(cfg, "diffusion.beta_end"), &err))
+    rq_sample_opts o;
+    rq_sample_opts_from(cfg, &o);
+    if (rq_diffusion_from_cfg(cfg, &d, &err))
         goto fail;
     int *y = malloc((size_t)N * sizeof(int));
     float *x = malloc((size_t)N * m.cfg.in_channels * m.cfg.input_size * m.cfg.input_size * sizeof(float));

@@ -124,11 +124,8 @@ static void write_samples(run *r, const char *name) {
     int *y = malloc((size_t)N * sizeof(int));
     float *x = malloc((size_t)N * c->in_channels * c->input_size * c->input_size * sizeof(float));
     for (int i = 0; i < N; i++) y[i] = cls[i / per] < c->num_classes ? cls[i / per] : c->num_classes - 1;
-    rq_sample_opts o = {rq_cfg_int(r->cfg, "sample.steps"),
-                        !strcmp(rq_cfg_str(r->cfg, "sample.sampler"), "ddim") ? RQ_SAMPLER_DDIM : RQ_SAMPLER_DDPM,
-                        (float)rq_cfg_float(r->cfg, "sample.cfg_scale"),
-                        !strcmp(rq_cfg_str(r->cfg, "sample.cfg_channels"), "reference"),
-                        (uint64_t)rq_cfg_int(r->cfg, "sample.seed")};
+    rq_sample_opts o;
+    rq_sample_opts_from(r->cfg, &o);
     rq_err err = {0};
     rq_ema_swap(&r->ema, &r->model);
     rq_status s = rq_sample(&r->model, &r->diff, &o, y, N, x, 0, &err);
@@ -239,10 +236,8 @@ int main(int argc, char **argv) {
     uint64_t seed = (uint64_t)rq_cfg_int(r.cfg, "train.seed");
     if (rq_model_config_from(r.cfg, &mc, &err) || rq_quant_opts_from(r.cfg, &qo, &err) ||
         rq_dit_init(&r.model, &mc, seed, &err) ||
-        rq_diffusion_init_linear(&r.diff, rq_cfg_int(r.cfg, "diffusion.steps"), rq_cfg_float(r.cfg, "diffusion.beta_start"),
-                                 rq_cfg_float(r.cfg, "diffusion.beta_end"), &err))
+        rq_diffusion_from_cfg(r.cfg, &r.diff, &err))
         goto fail;
-    r.diff.use_vlb = strcmp(rq_cfg_str(r.cfg, "diffusion.learn_sigma_loss"), "mse") != 0;
 
     /* ---- data ---- */
     const char *dpath = rq_cfg_str(r.cfg, "data.path");

@@ -8,6 +8,7 @@
 #define ROBUQ_TRAIN_H
 
 #include "robuq/config.h"
+#include "robuq/diffusion.h"
 #include "robuq/dit.h"
 #include "robuq/qlinear.h"
 #include "robuq/rng.h"
@@ -43,6 +44,9 @@ void rq_ema_swap(rq_ema *e, rq_dit *m);
 /* Model + quantization settings from a resolved config. */
 rq_status rq_model_config_from(const rq_config *cfg, rq_dit_config *mc, rq_err *err);
 rq_status rq_quant_opts_from(const rq_config *cfg, rq_quant_opts *q, rq_err *err);
+/* [diffusion] schedule and loss kind, and [sample] sampler settings. */
+rq_status rq_diffusion_from_cfg(const rq_config *cfg, rq_diffusion *d, rq_err *err);
+void rq_sample_opts_from(const rq_config *cfg, rq_sample_opts *o);
 
 #define RQ_CKPT_FORMAT "robuq-ckpt"
 #define RQ_CKPT_VERSION 1

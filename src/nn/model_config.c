@@ -53,3 +53,20 @@ rq_status rq_quant_opts_from(const rq_config *cfg, rq_quant_opts *q, rq_err *err
                               todo[i]);
     return RQ_OK;
 }
+
+rq_status rq_diffusion_from_cfg(const rq_config *cfg, rq_diffusion *d, rq_err *err) {
+    if (!cfg || !d) return rq_err_set(err, RQ_EINVAL, "rq_diffusion_from_cfg: NULL argument");
+    rq_status s = rq_diffusion_init_linear(d, rq_cfg_int(cfg, "diffusion.steps"), rq_cfg_float(cfg, "diffusion.beta_start"),
+                                           rq_cfg_float(cfg, "diffusion.beta_end"), err);
+    if (!s) d->use_vlb = strcmp(rq_cfg_str(cfg, "diffusion.learn_sigma_loss"), "mse") != 0;
+    return s;
+}
+
+void rq_sample_opts_from(const rq_config *cfg, rq_sample_opts *o) {
+    if (!cfg || !o) return;
+    o->steps = rq_cfg_int(cfg, "sample.steps");
+    o->sampler = !strcmp(rq_cfg_str(cfg, "sample.sampler"), "ddim") ? RQ_SAMPLER_DDIM : RQ_SAMPLER_DDPM;
+    o->cfg_scale = (float)rq_cfg_float(cfg, "sample.cfg_scale");
+    o->cfg_ref_channels = !strcmp(rq_cfg_str(cfg, "sample.cfg_channels"), "reference");
+    o->seed = (uint64_t)rq_cfg_int(cfg, "sample.seed");
+}
