@@ -50,5 +50,8 @@ void *rq_calloc(size_t bytes);
 void rq_free(void *p);
 
 double rq_now(void); /* wall clock seconds (monotonic) */
+/* Writes text to path atomically ("<path>.tmp.<pid>", fsync, rename): the
+ * file is either the old one or complete, never half written. */
+rq_status rq_write_text_atomic(const char *path, const char *text, rq_err *err);
 
 #endif

@@ -1,10 +1,12 @@
 #define _POSIX_C_SOURCE 200809L
 #include "robuq/common.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 const char *rq_status_str(rq_status s) {
     switch (s) {
@@ -92,4 +94,25 @@ double rq_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+rq_status rq_write_text_atomic(const char *path, const char *text, rq_err *err) {
+    if (!path || !text) return rq_err_set(err, RQ_EINVAL, "rq_write_text_atomic: NULL argument");
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return rq_err_set(err, RQ_EINVAL, "%s: path too long", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f) return rq_err_set(err, RQ_EIO, "%s: cannot create (%s)", path, strerror(errno));
+    size_t len = strlen(text);
+    int bad = fwrite(text, 1, len, f) != len;
+    bad |= fflush(f) != 0;
+    bad |= fsync(fileno(f)) != 0;
+    int saved = errno;
+    bad |= fclose(f) != 0;
+    if (bad || rename(tmp, path) != 0) {
+        if (!bad) saved = errno;
+        remove(tmp);
+        return rq_err_set(err, RQ_EIO, "%s: write failed (%s)", path, strerror(saved));
+    }
+    return RQ_OK;
 }

@@ -108,6 +108,10 @@ static const rq_cfg_spec SCHEMA[] = {
     INT("search", "ref_bits", "8", 0, 8, "activation bits of the other layers while one is probed, 0 = fp"),
     ENUM("search", "metric", "loss", "loss|output",
          "sensitivity: increase of the diffusion loss, or output error against the reference model"),
+    PATH("search", "checkpoint", "", "checkpoint to probe, \"\" = train.init_from (best: one after ~1000 QAT steps)"),
+    ENUM("search", "weights", "ema", "ema|params", "which weights of the checkpoint to probe"),
+    INT("search", "seed", "0", 0, I_MAX, "seed of the calibration noise"),
+    PATH("search", "out", "", "precision map to write, \"\" = <checkpoint dir>/ampn_a<budget>.map (+ .png chart)"),
 
     /* ---- export ---- */
     ENUM("export", "packing", "trit5", "trit5|2bit", "ternary packing: 5 trits per byte (1.6 bit) or 2 bits (fast path)"),
