@@ -20,6 +20,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include <omp.h>
+
 #include "robuq/ampn.h"
 #include "robuq/h5io.h"
 #include "robuq/image.h"
@@ -208,6 +210,8 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--set") && rq_config_set(cfg, argv[++i], &err)) goto fail;
 
     /* ---- settings ---- */
+    int threads = rq_cfg_int(cfg, "train.threads");
+    if (threads > 0) omp_set_num_threads(threads);
     const char *ckpt = ckpt_opt ? ckpt_opt : rq_cfg_str(cfg, "search.checkpoint");
     if (!ckpt[0]) ckpt = rq_cfg_str(cfg, "train.init_from");
     if (!ckpt[0]) {
