@@ -1,6 +1,7 @@
-/* robuq-sample: class-conditional samples from a checkpoint as a PNG grid.
+/* robuq-sample: class-conditional samples from a checkpoint or an export
+ * (robuq-export: integer W1.58 inference) as a PNG grid.
  *
- *   robuq-sample CKPT.h5 [--class 0,3,7] [--per-class 8] [--cfg 4.0]
+ *   robuq-sample CKPT.h5|EXPORT.h5 [--class 0,3,7] [--per-class 8] [--cfg 4.0]
  *                [--steps 250] [--sampler ddpm|ddim] [--seed 0]
  *                [--weights ema|params] [--out samples.png]
  *
@@ -11,12 +12,14 @@
 #include <string.h>
 
 #include "robuq/diffusion.h"
+#include "robuq/export.h"
 #include "robuq/image.h"
 #include "robuq/train.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: robuq-sample CKPT.h5 [options]\n"
+            "usage: robuq-sample CKPT.h5|EXPORT.h5 [options]\n"
+            "A robuq-export file runs the integer kernels (ternary x int8); a checkpoint runs fp32/fake-quant.\n"
             "  --class LIST      comma-separated class ids (default: all, at most 10 rows... or [sample] classes)\n"
             "  --per-class N     images per class / grid columns (default [sample] per_class)\n"
             "  --cfg S           classifier-free guidance scale, 1 = off (default [sample] cfg_scale)\n"
@@ -24,7 +27,7 @@ static void usage(FILE *f) {
             "  --sampler ddpm|ddim\n"
             "  --cfg-channels all|reference  guide all eps channels, or the first 3 as the DiT code\n"
             "  --seed N          noise seed\n"
-            "  --weights ema|params  which weights to use (default ema)\n"
+            "  --weights ema|params  which weights of a checkpoint to use (default ema)\n"
             "  --out FILE.png    output grid (default [sample] out)\n");
 }
 
@@ -96,7 +99,7 @@ int main(int argc, char **argv) {
     rq_dit m;
     rq_config *cfg = NULL;
     rq_diffusion d = {0};
-    if (rq_model_from_ckpt(ckpt, weights, &m, &cfg, &err)) {
+    if (rq_model_load_any(ckpt, weights, &m, &cfg, &err)) {
         fprintf(stderr, "robuq-sample: %s\n", err.msg);
         return 1;
     }
@@ -137,7 +140,8 @@ int main(int argc, char **argv) {
         goto fail;
     }
     for (int i = 0; i < N; i++) y[i] = classes[i / per];
-    fprintf(stderr, "robuq-sample: %s (%s weights), %d classes x %d, %s %d steps, cfg %.2f\n", ckpt, weights, nc, per,
+    fprintf(stderr, "robuq-sample: %s (%s), %d classes x %d, %s %d steps, cfg %.2f\n", ckpt,
+            rq_export_is(ckpt) ? "export, integer kernels" : !strcmp(weights, "ema") ? "ema weights" : "params", nc, per,
             o.sampler == RQ_SAMPLER_DDIM ? "ddim" : "ddpm", o.steps, (double)o.cfg_scale);
     double t0 = rq_now();
     if (rq_sample(&m, &d, &o, y, N, x, 1, &err) ||

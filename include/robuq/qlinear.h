@@ -21,6 +21,9 @@ typedef struct rq_qlinear {
     int a_method;    /* RQ_ACTQ_ROBUST / RQ_ACTQ_MINMAX */
     int hadamard;    /* rotate inputs and weights */
     rq_hadamard had; /* plan for in_features */
+    /* integer inference of exported models (rq_qlinear_set_integer), forward only */
+    struct rq_tlinear *tl; /* a_bits >= 1: FWHT, b-bit codes, ternary x int8 GEMM */
+    float *wq;             /* a_bits == 0: dequantized W' = gamma * codes (rotated basis) */
 } rq_qlinear;
 
 /* Layer-wide quantization settings, from the [quant] config section. */
@@ -40,6 +43,12 @@ typedef struct {
  * in errors (e.g. an unsupported Hadamard size). */
 rq_status rq_qlinear_attach(rq_dit_linear *L, const rq_qlinear *q, const char *layer, rq_err *err);
 void rq_qlinear_detach(rq_dit_linear *L);
+/* Switches an attached ternary linear to its exported integer form: packed
+ * codes of W' = W H (tpack.h format fmt; validated), gamma[out], bias[out].
+ * Uses the attached a_bits / a_method / hadamard. From then on the layer
+ * runs forward only and never reads L->w->data. */
+rq_status rq_qlinear_set_integer(rq_dit_linear *L, int fmt, const uint8_t *packed, size_t bytes,
+                                 const float *gamma, const float *bias, const char *layer, rq_err *err);
 rq_tensor *rq_qlinear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x);
 
 /* Applies the options to every linear of the model (blocks: qkv, proj, fc1,

@@ -229,6 +229,7 @@ static void chunks(rq_graph *g, rq_tensor *mod, int k, int D, rq_tensor **out) {
 }
 
 static rq_tensor *dit_block(rq_graph *g, rq_dit_block *b, rq_tensor *h, rq_tensor *silu_c, int heads) {
+    if (!h || !rq_graph_ok(g)) return NULL; /* an earlier op failed: the error is in g */
     int D = h->shape[2];
     rq_tensor *mod[6]; /* shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
     chunks(g, dit_linear(g, &b->adaln, silu_c), 6, D, mod);

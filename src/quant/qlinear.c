@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "robuq/ops.h"
+#include "robuq/tlinear.h"
 
 /* ------------------------------------------------------- hadamard as an op */
 
@@ -51,6 +52,7 @@ rq_status rq_qlinear_attach(rq_dit_linear *L, const rq_qlinear *q, const char *l
     rq_qlinear *s = malloc(sizeof *s);
     if (!s) return rq_err_set(err, RQ_ENOMEM, "qlinear: out of memory");
     *s = *q;
+    s->tl = NULL, s->wq = NULL; /* integer state is never shared */
     if (s->a_bits) {
         rq_actq_cfg c = {s->a_bits, s->a_method};
         if (rq_actq_cfg_check(&c, err)) {
@@ -72,8 +74,73 @@ rq_status rq_qlinear_attach(rq_dit_linear *L, const rq_qlinear *q, const char *l
 
 void rq_qlinear_detach(rq_dit_linear *L) {
     if (!L) return;
-    free(L->q);
+    if (L->q) {
+        rq_tlinear_free(L->q->tl);
+        free(L->q->tl);
+        rq_free(L->q->wq);
+        free(L->q);
+    }
     L->q = NULL;
+}
+
+rq_status rq_qlinear_set_integer(rq_dit_linear *L, int fmt, const uint8_t *packed, size_t bytes,
+                                 const float *gamma, const float *bias, const char *layer, rq_err *err) {
+    if (!L || !L->w || !L->q || !packed || !gamma)
+        return rq_err_set(err, RQ_EINVAL, "qlinear set_integer: NULL argument or no quantizer attached");
+    rq_qlinear *q = L->q;
+    int out = L->w->shape[0], in = (int)(L->w->n / out);
+    if (!q->w_ternary) return rq_err_set(err, RQ_EINVAL, "layer %s: integer form needs ternary weights", layer);
+    if (q->a_bits >= 1) {
+        q->tl = calloc(1, sizeof *q->tl);
+        if (!q->tl) return rq_err_set(err, RQ_ENOMEM, "layer %s: out of memory", layer);
+        if (rq_tlinear_init_packed(q->tl, out, in, (rq_tpack_format)fmt, packed, bytes, gamma, bias, q->a_bits,
+                                   q->a_method, q->hadamard, err)) {
+            free(q->tl);
+            q->tl = NULL;
+            return err->code;
+        }
+        return RQ_OK;
+    }
+    /* fp activations: no integer GEMM, keep W' dequantized */
+    int8_t *codes = malloc((size_t)out * in);
+    q->wq = rq_malloc((size_t)out * in * sizeof(float));
+    rq_status s = (!codes || !q->wq) ? rq_err_set(err, RQ_ENOMEM, "layer %s: out of memory", layer) : RQ_OK;
+    size_t want = fmt == RQ_TPACK_TRIT5 ? rq_trit5_bytes(out, in) : rq_t2_bytes(out, in);
+    if (!s && bytes != want)
+        s = rq_err_set(err, RQ_EFORMAT, "layer %s: %zu packed bytes, expected %zu", layer, bytes, want);
+    if (!s)
+        s = fmt == RQ_TPACK_TRIT5 ? rq_trit5_unpack(packed, out, in, codes, err) : rq_t2_unpack(packed, out, in, codes, err);
+    if (!s) s = rq_ternary_decode(codes, gamma, q->wq, out, in, err);
+    free(codes);
+    if (s) {
+        rq_free(q->wq);
+        q->wq = NULL;
+    }
+    return s;
+}
+
+/* Forward of an exported layer (no tape: integer layers have no backward). */
+static rq_tensor *qlinear_integer_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x, int out, int in) {
+    rq_qlinear *q = L->q;
+    if (rq_needs_grad(g, 1, &x))
+        return rq_graph_fail(g, RQ_EINVAL, "%s: exported (integer) layers run forward only", L->w->name);
+    if (x->shape[x->ndim - 1] != in) {
+        char sx[64];
+        return rq_graph_fail(g, RQ_ESHAPE, "%s: input %s, expected last dim %d", L->w->name, rq_shape_str(x, sx, 64), in);
+    }
+    if (q->wq) { /* fp activations */
+        rq_tensor *w = rq_tensor_wrap(g, q->wq, 2, (int[]){out, in});
+        if (q->hadamard) x = rq_hadamard_op(g, x, &q->had);
+        return rq_linear(g, x, w, L->b);
+    }
+    int shape[4];
+    for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
+    shape[x->ndim - 1] = out;
+    rq_tensor *y = rq_tensor_arena(g, x->ndim, shape);
+    if (!y) return NULL;
+    rq_err e = {0};
+    if (rq_tlinear_forward(q->tl, x->data, y->data, x->n / in, &e)) return rq_graph_fail(g, e.code, "%s: %s", L->w->name, e.msg);
+    return y;
 }
 
 rq_tensor *rq_qlinear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x) {
@@ -81,6 +148,7 @@ rq_tensor *rq_qlinear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x) {
     if (!L || !L->w || !x) return rq_graph_fail(g, RQ_EINVAL, "qlinear: NULL argument");
     rq_qlinear *q = L->q;
     int out = L->w->shape[0], in = (int)(L->w->n / out);
+    if (q && (q->tl || q->wq)) return qlinear_integer_forward(g, L, x, out, in);
     /* 2-D view aliasing the parameter (the embedder's weight is [D,C,p,p]) */
     rq_tensor *w = rq_tensor_wrap(g, L->w->data, 2, (int[]){out, in});
     if (!w) return NULL;
