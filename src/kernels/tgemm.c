@@ -1,0 +1,577 @@
+/* tgemm.c: int8 activations x ternary (2bit-packed) weights -> int32 / float.
+ *
+ * Structure (one thread's tile of C, rows r0..r1, weight panels pa..pb):
+ *
+ *   for m0 in rows step MB
+ *     asum[i] = sum_k A[m0+i][k]                  (SIMD paths only)
+ *     for n0 in panels step NB
+ *       unpack W[n0:+NB, :] into Wu (int8 u = w+1, micro-panel order)
+ *       for i in MB step MR                        (A micro-panel, L1)
+ *         for g in NB step NR                      (Wu micro-panel, L2)
+ *           micro-kernel over all of K: MR x NR int32 accumulators,
+ *           subtract asum, store int32 or the scaled float
+ *
+ * Wu layout of one micro-panel of np 16-row panels: [k4][np][64 bytes],
+ * 64 bytes = 16 rows x 4 consecutive k (the block layout of tpack.h after
+ * one shift+AND), so a micro-kernel step loads np vectors and broadcasts
+ * 4 bytes of each A row. Micro-panels follow each other (a full one is
+ * 16*np*K bytes); the last one of a block may have fewer panels.
+ *
+ * Exactness: every product fits easily (u in {0,1,2}, a in [-128,127]);
+ * vpdpbusd adds 4 of them into int32 without saturation; pmaddubsw adds 2
+ * into int16 (|.| <= 512, no saturation), and 64 of those still fit int16. */
+#include "robuq/tgemm.h"
+
+#include <immintrin.h>
+#include <omp.h>
+#include <pthread.h>
+#include <string.h>
+
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
+#define AVX2_TARGET __attribute__((target("avx2")))
+#define INLINE static inline __attribute__((always_inline))
+
+/* Cache budgets (bytes): unpacked weights of one NB block (L2), A rows of
+ * one MB block (L2 / L3). */
+#define TG_WU_BUDGET (160 * 1024)
+#define TG_A_BUDGET (256 * 1024)
+#define TG_MB_MAX 1024
+
+/* Output of one call: int32 C, or float Y with the dequantization. */
+typedef struct {
+    int32_t *C;
+    int ldc;
+    float *Y;
+    int ldy;
+    const float *rs, *cs, *bias;
+} tg_out;
+
+/* Micro-kernel: rows m..m+mr-1 of A (a = A + m*lda), the micro-panel Wu of
+ * np panels (columns n..n+16np-1, of which nvalid are real), k4n = K/4.
+ * asum = row sums of those rows (NULL for the scalar kernel). */
+typedef void (*tg_kernel_fn)(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const int32_t *asum,
+                             int mr, int np, int nvalid, const tg_out *o, int m, int n);
+/* Unpacks panels p0..p0+np-1 of W (Q = K/16 rounded up blocks per panel)
+ * into one micro-panel at Wu. */
+typedef void (*tg_unpack_fn)(const uint8_t *W, int Q, int k4n, int p0, int np, uint8_t *Wu);
+
+typedef struct {
+    rq_tgemm_isa isa;
+    int mr, np; /* micro-tile: mr rows x np 16-column panels */
+    int needs_asum;
+    tg_kernel_fn kernel;
+    tg_unpack_fn unpack;
+} tg_impl;
+
+static int imin(int a, int b) { return a < b ? a : b; }
+static int imax(int a, int b) { return a > b ? a : b; }
+
+/* ------------------------------------------------------------------------ */
+/* Scalar */
+
+static void unpack_scalar(const uint8_t *W, int Q, int k4n, int p0, int np, uint8_t *Wu) {
+    for (int pp = 0; pp < np; pp++)
+        for (int q = 0; q < Q; q++) {
+            const uint8_t *blk = W + ((size_t)(p0 + pp) * Q + q) * 64;
+            for (int j = 0; j < 4 && 4 * q + j < k4n; j++) {
+                uint8_t *dst = Wu + ((size_t)(4 * q + j) * np + pp) * 64;
+                for (int b = 0; b < 64; b++) dst[b] = (uint8_t)((blk[b] >> (2 * j)) & 3u);
+            }
+        }
+}
+
+/* Stores one int32 value at (m, n) the way every kernel does (shared so the
+ * float epilogue is the same expression everywhere). */
+static inline void store_one(const tg_out *o, int m, int n, int32_t c) {
+    if (o->C) {
+        o->C[(size_t)m * o->ldc + n] = c;
+    } else {
+        float y = (float)c * o->rs[m];
+        y = y * o->cs[n];
+        if (o->bias) y = y + o->bias[n];
+        o->Y[(size_t)m * o->ldy + n] = y;
+    }
+}
+
+#define MR_S 4
+static void kernel_scalar(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const int32_t *asum,
+                          int mr, int np, int nvalid, const tg_out *o, int m, int n) {
+    (void)asum;
+    for (int r = 0; r < mr; r++) {
+        const int8_t *ar = a + (size_t)r * lda;
+        int32_t acc[16 * 3] = {0};
+        for (int k = 0; k < k4n; k++) {
+            const uint8_t *w = Wu + (size_t)k * np * 64;
+            for (int i = 0; i < 16 * np; i++)
+                for (int kk = 0; kk < 4; kk++) acc[i] += ((int32_t)w[4 * i + kk] - 1) * ar[4 * k + kk];
+        }
+        for (int i = 0; i < nvalid; i++) store_one(o, m + r, n + i, acc[i]);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* AVX2: pmaddubsw into int16, widened every 64 column quads. */
+
+static AVX2_TARGET void unpack_avx2(const uint8_t *W, int Q, int k4n, int p0, int np, uint8_t *Wu) {
+    const __m256i three = _mm256_set1_epi8(3);
+    for (int pp = 0; pp < np; pp++)
+        for (int q = 0; q < Q; q++) {
+            const uint8_t *blk = W + ((size_t)(p0 + pp) * Q + q) * 64;
+            __m256i lo = _mm256_loadu_si256((const __m256i *)blk);
+            __m256i hi = _mm256_loadu_si256((const __m256i *)(blk + 32));
+            for (int j = 0; j < 4 && 4 * q + j < k4n; j++) {
+                uint8_t *dst = Wu + ((size_t)(4 * q + j) * np + pp) * 64;
+                __m128i cnt = _mm_cvtsi32_si128(2 * j);
+                _mm256_store_si256((__m256i *)dst, _mm256_and_si256(_mm256_srl_epi16(lo, cnt), three));
+                _mm256_store_si256((__m256i *)(dst + 32), _mm256_and_si256(_mm256_srl_epi16(hi, cnt), three));
+            }
+        }
+}
+
+INLINE AVX2_TARGET __m256i bcast4_avx2(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm256_set1_epi32(v);
+}
+
+/* Lane mask for columns [0, nvalid) of a half panel of 8 (AVX2 maskstore). */
+INLINE AVX2_TARGET __m256i mask8_avx2(int nvalid) {
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(nvalid), idx);
+}
+
+/* Epilogue of 8 int32 sums (columns n..n+7, nv of them valid) of row m. */
+INLINE AVX2_TARGET void store8_avx2(const tg_out *o, int m, int n, int nv, __m256i v) {
+    if (nv <= 0) return;
+    __m256i msk = mask8_avx2(nv);
+    if (o->C) {
+        int32_t *dst = o->C + (size_t)m * o->ldc + n;
+        if (nv >= 8) _mm256_storeu_si256((__m256i *)dst, v);
+        else _mm256_maskstore_epi32((int *)dst, msk, v);
+        return;
+    }
+    float *dst = o->Y + (size_t)m * o->ldy + n;
+    __m256 y = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(o->rs[m]));
+    if (nv >= 8) {
+        y = _mm256_mul_ps(y, _mm256_loadu_ps(o->cs + n));
+        if (o->bias) y = _mm256_add_ps(y, _mm256_loadu_ps(o->bias + n));
+        _mm256_storeu_ps(dst, y);
+    } else {
+        y = _mm256_mul_ps(y, _mm256_maskload_ps(o->cs + n, msk));
+        if (o->bias) y = _mm256_add_ps(y, _mm256_maskload_ps(o->bias + n, msk));
+        _mm256_maskstore_ps(dst, msk, y);
+    }
+}
+
+#define MR_2 4
+/* C tile (rows x 16 int32) minus the row sums, stored. */
+static AVX2_TARGET __attribute__((noinline)) void epilogue_avx2(const int32_t *tile, int mr,
+                                                               const int32_t *asum, int nvalid,
+                                                               const tg_out *o, int m, int n) {
+    for (int r = 0; r < mr; r++) {
+        const __m256i s = _mm256_set1_epi32(asum[r]);
+        store8_avx2(o, m + r, n, nvalid, _mm256_sub_epi32(_mm256_load_si256((const __m256i *)(tile + 16 * r)), s));
+        store8_avx2(o, m + r, n + 8, nvalid - 8,
+                    _mm256_sub_epi32(_mm256_load_si256((const __m256i *)(tile + 16 * r + 8)), s));
+    }
+}
+
+/* int16 accumulators in registers (2 per row); every 64 quads they are
+ * widened into the int32 tile, which lives in memory (16 ymm registers
+ * cannot hold both). */
+INLINE AVX2_TARGET void kernel_avx2_t(const int MR, int k4n, const int8_t *a, long lda, const uint8_t *Wu,
+                                      const int32_t *asum, int nvalid, const tg_out *o, int m, int n) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    __attribute__((aligned(32))) int32_t tile[MR_2 * 16];
+    memset(tile, 0, sizeof tile);
+    for (int k0 = 0; k0 < k4n; k0 += 64) {
+        const int k1 = imin(k4n, k0 + 64);
+        __m256i c0[MR_2], c1[MR_2];
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) c0[r] = c1[r] = _mm256_setzero_si256();
+        const int8_t *ak = a + 4 * k0;
+        const uint8_t *w = Wu + (size_t)k0 * 64;
+        for (int k = k0; k < k1; k++, ak += 4, w += 64) {
+            const __m256i w0 = _mm256_load_si256((const __m256i *)w);
+            const __m256i w1 = _mm256_load_si256((const __m256i *)(w + 32));
+#pragma GCC unroll 4
+            for (int r = 0; r < MR; r++) {
+                const __m256i av = bcast4_avx2(ak + r * lda);
+                c0[r] = _mm256_add_epi16(c0[r], _mm256_maddubs_epi16(w0, av));
+                c1[r] = _mm256_add_epi16(c1[r], _mm256_maddubs_epi16(w1, av));
+            }
+        }
+#pragma GCC unroll 4
+        for (int r = 0; r < MR; r++) {
+            __m256i *t = (__m256i *)(tile + 16 * r);
+            _mm256_store_si256(t, _mm256_add_epi32(_mm256_load_si256(t), _mm256_madd_epi16(c0[r], ones)));
+            _mm256_store_si256(t + 1, _mm256_add_epi32(_mm256_load_si256(t + 1), _mm256_madd_epi16(c1[r], ones)));
+        }
+    }
+    epilogue_avx2(tile, MR, asum, nvalid, o, m, n);
+}
+
+#define KAVX2(MR)                                                                                      \
+    static AVX2_TARGET void kernel_avx2_##MR(int k4n, const int8_t *a, long lda, const uint8_t *Wu,    \
+                                             const int32_t *asum, int nvalid, const tg_out *o, int m, \
+                                             int n) {                                                  \
+        kernel_avx2_t(MR, k4n, a, lda, Wu, asum, nvalid, o, m, n);                                     \
+    }
+KAVX2(1)
+KAVX2(2)
+KAVX2(3)
+KAVX2(4)
+
+static void kernel_avx2(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const int32_t *asum,
+                        int mr, int np, int nvalid, const tg_out *o, int m, int n) {
+    (void)np; /* always 1 */
+    typedef void (*fn)(int, const int8_t *, long, const uint8_t *, const int32_t *, int, const tg_out *,
+                       int, int);
+    static const fn tab[MR_2 + 1] = {NULL, kernel_avx2_1, kernel_avx2_2, kernel_avx2_3, kernel_avx2_4};
+    tab[mr](k4n, a, lda, Wu, asum, nvalid, o, m, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* AVX-512 VNNI: vpdpbusd, 8 rows x 3 panels (48 columns) = 24 accumulators. */
+
+static VNNI_TARGET void unpack_vnni(const uint8_t *W, int Q, int k4n, int p0, int np, uint8_t *Wu) {
+    const __m512i three = _mm512_set1_epi8(3);
+    for (int pp = 0; pp < np; pp++) {
+        const uint8_t *blk = W + (size_t)(p0 + pp) * Q * 64;
+        uint8_t *dst = Wu + (size_t)pp * 64;
+        const size_t step = (size_t)np * 64; /* one k4 */
+        int q = 0;
+        for (; 4 * q + 4 <= k4n; q++, blk += 64) {
+            const __m512i v = _mm512_loadu_si512(blk);
+            _mm512_store_si512(dst, _mm512_and_si512(v, three)), dst += step;
+            _mm512_store_si512(dst, _mm512_and_si512(_mm512_srli_epi16(v, 2), three)), dst += step;
+            _mm512_store_si512(dst, _mm512_and_si512(_mm512_srli_epi16(v, 4), three)), dst += step;
+            _mm512_store_si512(dst, _mm512_and_si512(_mm512_srli_epi16(v, 6), three)), dst += step;
+        }
+        if (4 * q < k4n) { /* K % 16 != 0: the last block holds 1..3 column quads */
+            const __m512i v = _mm512_loadu_si512(blk);
+            for (int j = 0; 4 * q + j < k4n; j++, dst += step)
+                _mm512_store_si512(dst, _mm512_and_si512(_mm512_srl_epi16(v, _mm_cvtsi32_si128(2 * j)), three));
+        }
+    }
+}
+
+INLINE VNNI_TARGET void store16_vnni(const tg_out *o, int m, int n, int nv, __m512i v) {
+    if (nv <= 0) return;
+    const __mmask16 msk = nv >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << nv) - 1);
+    if (o->C) {
+        _mm512_mask_storeu_epi32(o->C + (size_t)m * o->ldc + n, msk, v);
+        return;
+    }
+    __m512 y = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_set1_ps(o->rs[m]));
+    y = _mm512_mul_ps(y, _mm512_maskz_loadu_ps(msk, o->cs + n));
+    if (o->bias) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(msk, o->bias + n));
+    _mm512_mask_storeu_ps(o->Y + (size_t)m * o->ldy + n, msk, y);
+}
+
+#define MR_5 8
+#define NP_5 3
+/* C tile (rows x np*16 int32, row-major) minus the row sums, stored. */
+static VNNI_TARGET __attribute__((noinline)) void epilogue_vnni(const int32_t *tile, int mr, int np,
+                                                               const int32_t *asum, int nvalid,
+                                                               const tg_out *o, int m, int n) {
+    for (int r = 0; r < mr; r++) {
+        const __m512i s = _mm512_set1_epi32(asum[r]);
+        for (int p = 0; p < np; p++)
+            store16_vnni(o, m + r, n + 16 * p, nvalid - 16 * p,
+                         _mm512_sub_epi32(_mm512_load_si512(tile + (r * np + p) * 16), s));
+    }
+}
+
+INLINE VNNI_TARGET void kernel_vnni_t(const int MR, const int NP, int k4n, const int8_t *a, long lda,
+                                      const uint8_t *Wu, const int32_t *asum, int nvalid, const tg_out *o,
+                                      int m, int n) {
+    /* one 1-D array per panel, loops over rows fully unrolled: GCC keeps
+     * the accumulators in registers only then */
+    __m512i c0[MR_5], c1[MR_5], c2[MR_5];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) c0[r] = c1[r] = c2[r] = _mm512_setzero_si512();
+    const int8_t *ak = a;
+    for (int k = 0; k < k4n; k++, ak += 4, Wu += NP * 64) {
+        const __m512i w0 = _mm512_load_si512(Wu);
+        const __m512i w1 = NP > 1 ? _mm512_load_si512(Wu + 64) : w0;
+        const __m512i w2 = NP > 2 ? _mm512_load_si512(Wu + 128) : w0;
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            int32_t a4;
+            memcpy(&a4, ak + r * lda, 4);
+            const __m512i av = _mm512_set1_epi32(a4);
+            c0[r] = _mm512_dpbusd_epi32(c0[r], w0, av);
+            if (NP > 1) c1[r] = _mm512_dpbusd_epi32(c1[r], w1, av);
+            if (NP > 2) c2[r] = _mm512_dpbusd_epi32(c2[r], w2, av);
+        }
+    }
+    /* plain stores first: a complex epilogue here makes GCC spill the
+     * accumulators inside the k loop */
+    __attribute__((aligned(64))) int32_t tile[MR_5 * NP_5 * 16];
+#pragma GCC unroll 8
+    for (int r = 0; r < MR; r++) {
+        _mm512_store_si512(tile + (r * NP + 0) * 16, c0[r]);
+        if (NP > 1) _mm512_store_si512(tile + (r * NP + 1) * 16, c1[r]);
+        if (NP > 2) _mm512_store_si512(tile + (r * NP + 2) * 16, c2[r]);
+    }
+    epilogue_vnni(tile, MR, NP, asum, nvalid, o, m, n);
+}
+
+#define KVNNI(MR, NP)                                                                                  \
+    static VNNI_TARGET void kernel_vnni_##MR##_##NP(int k4n, const int8_t *a, long lda,              \
+                                                    const uint8_t *Wu, const int32_t *asum,           \
+                                                    int nvalid, const tg_out *o, int m, int n) {      \
+        kernel_vnni_t(MR, NP, k4n, a, lda, Wu, asum, nvalid, o, m, n);                                 \
+    }
+#define KVNNI_ROW(MR) KVNNI(MR, 1) KVNNI(MR, 2) KVNNI(MR, 3)
+KVNNI_ROW(1)
+KVNNI_ROW(2)
+KVNNI_ROW(3)
+KVNNI_ROW(4)
+KVNNI_ROW(5)
+KVNNI_ROW(6)
+KVNNI_ROW(7)
+KVNNI_ROW(8)
+
+static void kernel_vnni(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const int32_t *asum,
+                        int mr, int np, int nvalid, const tg_out *o, int m, int n) {
+    typedef void (*fn)(int, const int8_t *, long, const uint8_t *, const int32_t *, int, const tg_out *,
+                       int, int);
+#define ROW(MR) {kernel_vnni_##MR##_1, kernel_vnni_##MR##_2, kernel_vnni_##MR##_3}
+    static const fn tab[MR_5][NP_5] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6), ROW(7), ROW(8)};
+#undef ROW
+    tab[mr - 1][np - 1](k4n, a, lda, Wu, asum, nvalid, o, m, n);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Dispatch */
+
+static const tg_impl g_impls[] = {
+    {RQ_TGEMM_SCALAR, MR_S, 1, 0, kernel_scalar, unpack_scalar},
+    {RQ_TGEMM_AVX2, MR_2, 1, 1, kernel_avx2, unpack_avx2},
+    {RQ_TGEMM_VNNI, MR_5, NP_5, 1, kernel_vnni, unpack_vnni},
+};
+static rq_tgemm_isa g_isa = RQ_TGEMM_AUTO; /* AUTO = not chosen yet */
+
+int rq_tgemm_isa_supported(rq_tgemm_isa isa) {
+    __builtin_cpu_init();
+    switch (isa) {
+    case RQ_TGEMM_SCALAR: return 1;
+    case RQ_TGEMM_AVX2: return __builtin_cpu_supports("avx2");
+    case RQ_TGEMM_VNNI:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               __builtin_cpu_supports("avx512vnni");
+    default: return 0;
+    }
+}
+
+rq_tgemm_isa rq_tgemm_set_isa(rq_tgemm_isa isa) {
+    if (isa == RQ_TGEMM_AUTO || !rq_tgemm_isa_supported(isa)) {
+        rq_tgemm_isa want = isa == RQ_TGEMM_AUTO || isa > RQ_TGEMM_VNNI ? RQ_TGEMM_VNNI : isa;
+        isa = RQ_TGEMM_SCALAR;
+        for (rq_tgemm_isa c = RQ_TGEMM_VNNI; c > RQ_TGEMM_SCALAR; c--)
+            if (c <= want && rq_tgemm_isa_supported(c)) {
+                isa = c;
+                break;
+            }
+    }
+    g_isa = isa;
+    return isa;
+}
+
+rq_tgemm_isa rq_tgemm_get_isa(void) {
+    if (g_isa == RQ_TGEMM_AUTO) rq_tgemm_set_isa(RQ_TGEMM_AUTO); /* benign race: same answer */
+    return g_isa;
+}
+
+const char *rq_tgemm_isa_name(rq_tgemm_isa isa) {
+    switch (isa) {
+    case RQ_TGEMM_AUTO: return "auto";
+    case RQ_TGEMM_SCALAR: return "scalar";
+    case RQ_TGEMM_AVX2: return "avx2";
+    case RQ_TGEMM_VNNI: return "avx512vnni";
+    }
+    return "unknown";
+}
+
+/* ------------------------------------------------------------------------ */
+/* Per-thread work buffer (unpacked weights + row sums), grown on demand and
+ * kept for later calls; a pthread key frees it when its thread exits. */
+static _Thread_local uint8_t *tl_buf = NULL;
+static _Thread_local size_t tl_cap = 0;
+static pthread_key_t g_buf_key;
+static pthread_once_t g_buf_once = PTHREAD_ONCE_INIT;
+
+static void buf_free(void *p) { rq_free(p); }
+static void buf_key_init(void) { pthread_key_create(&g_buf_key, buf_free); }
+
+static uint8_t *work_buffer(size_t bytes) {
+    if (bytes > tl_cap) {
+        pthread_once(&g_buf_once, buf_key_init);
+        rq_free(tl_buf);
+        tl_cap = bytes + bytes / 4;
+        tl_buf = rq_malloc(tl_cap);
+        if (!tl_buf) tl_cap = 0;
+        pthread_setspecific(g_buf_key, tl_buf);
+    }
+    return tl_buf;
+}
+
+/* Blocking for a given K: panels per NB block (a multiple of np) and rows
+ * per MB block (a multiple of mr). */
+static int block_panels(const tg_impl *im, int K) {
+    int p = TG_WU_BUDGET / (16 * K) / im->np * im->np;
+    return imax(p, im->np);
+}
+static int block_rows(const tg_impl *im, int K) {
+    int r = imin(TG_A_BUDGET / K, TG_MB_MAX) / im->mr * im->mr;
+    return imax(r, im->mr);
+}
+
+typedef struct {
+    int M, N, K;
+    const int8_t *A;
+    int lda;
+    const uint8_t *W;
+    tg_out out;
+} tg_job;
+
+/* One thread's share: rows r0..r1-1, panels pa..pb-1 (columns 16pa..), on
+ * the calling thread. Returns 0, or -1 if the buffer could not be had. */
+static int tile_run(const tg_impl *im, const tg_job *J, int r0, int r1, int pa, int pb) {
+    if (r0 >= r1 || pa >= pb) return 0;
+    const int K = J->K, k4n = K / 4, Q = (K + 15) / 16;
+    const int NBP = block_panels(im, K), MB = block_rows(im, K);
+    const size_t wu_bytes = (size_t)NBP * 16 * K;
+    uint8_t *buf = work_buffer(wu_bytes + (size_t)MB * sizeof(int32_t));
+    if (!buf) return -1;
+    uint8_t *Wu = buf;
+    int32_t *asum = (int32_t *)(buf + wu_bytes); /* wu_bytes is a multiple of 64 */
+    for (int m0 = r0; m0 < r1; m0 += MB) {
+        const int mb = imin(MB, r1 - m0);
+        const int8_t *Ab = J->A + (size_t)m0 * J->lda;
+        if (im->needs_asum)
+            for (int i = 0; i < mb; i++) {
+                const int8_t *ar = Ab + (size_t)i * J->lda;
+                int32_t s = 0;
+                for (int k = 0; k < K; k++) s += ar[k];
+                asum[i] = s;
+            }
+        for (int q0 = pa; q0 < pb; q0 += NBP) {
+            const int nbp = imin(NBP, pb - q0);
+            for (int g = 0; g < nbp; g += im->np)
+                im->unpack(J->W, Q, k4n, q0 + g, imin(im->np, nbp - g), Wu + (size_t)g * 16 * K);
+            for (int i = 0; i < mb; i += im->mr) {
+                const int mr = imin(im->mr, mb - i);
+                for (int g = 0; g < nbp; g += im->np) {
+                    const int np = imin(im->np, nbp - g), n = 16 * (q0 + g);
+                    im->kernel(k4n, Ab + (size_t)i * J->lda, J->lda, Wu + (size_t)g * 16 * K, asum + i, mr,
+                               np, imin(16 * np, J->N - n), &J->out, m0 + i, n);
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* Picks a tm x tn grid of C tiles (tm*tn <= T) minimising the slowest
+ * thread's cost: multiply-adds plus the unpacking of its weights (once per
+ * MB block of its rows), in multiply-add equivalents. N is split in whole
+ * micro-panels, M in whole micro-rows. */
+static void choose_grid(const tg_impl *im, int M, int N, int K, int T, int *tm_out, int *tn_out) {
+    const int MR = im->mr, NR = 16 * im->np, MB = block_rows(im, K);
+    int pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR;
+    double best = -1.0;
+    *tm_out = *tn_out = 1;
+    for (int tm = 1; tm <= imin(T, pm); tm++)
+        for (int tn = 1; tn <= imin(T / tm, pn); tn++) {
+            double mt = (double)((pm + tm - 1) / tm) * MR, nt = (double)((pn + tn - 1) / tn) * NR;
+            double unpacks = (double)((int)mt + MB - 1) / MB;
+            double cost = mt * nt * K + 16.0 * unpacks * nt * K + 4.0 * mt * K;
+            if (best < 0 || cost < best * 0.999) {
+                best = cost;
+                *tm_out = tm;
+                *tn_out = tn;
+            }
+        }
+}
+
+static rq_status run(const tg_job *J, rq_err *err) {
+    const tg_impl *im = &g_impls[rq_tgemm_get_isa() - RQ_TGEMM_SCALAR];
+    const int M = J->M, N = J->N, K = J->K;
+    if (M == 0 || N == 0) return RQ_OK;
+    const int P = (N + 15) / 16;
+    int T = omp_in_parallel() ? 1 : omp_get_max_threads();
+    int tm = 1, tn = 1;
+    /* below ~1M multiply-adds a parallel region costs more than it saves */
+    if (T > 1 && (double)M * N * K >= 1e6) choose_grid(im, M, N, K, T, &tm, &tn);
+    int failed = 0;
+    if (tm * tn == 1) {
+        failed = tile_run(im, J, 0, M, 0, P);
+    } else {
+        const int MR = im->mr, np = im->np;
+        const int pm = (M + MR - 1) / MR, pg = (P + np - 1) / np; /* micro-rows, micro-panels */
+#pragma omp parallel num_threads(tm * tn) reduction(| : failed)
+        {
+            int t = omp_get_thread_num(), nt = omp_get_num_threads();
+            /* the runtime may give fewer threads than asked: loop over tiles */
+            for (int tile = t; tile < tm * tn; tile += nt) {
+                int ti = tile / tn, tj = tile % tn;
+                int r0 = (int)((long)pm * ti / tm) * MR, r1 = imin((int)((long)pm * (ti + 1) / tm) * MR, M);
+                int c0 = (int)((long)pg * tj / tn) * np, c1 = imin((int)((long)pg * (tj + 1) / tn) * np, P);
+                failed |= tile_run(im, J, r0, r1, c0, c1) != 0;
+            }
+        }
+    }
+    if (failed)
+        return rq_err_set(err, RQ_ENOMEM, "tgemm: out of memory for the unpack buffer (K=%d)", K);
+    return RQ_OK;
+}
+
+static rq_status check_args(const char *fn, int M, int N, int K, const int8_t *A, int lda, const uint8_t *W,
+                            const void *out, int ldo, rq_err *err) {
+    if (M < 0 || N < 0 || K < 4 || K > RQ_TGEMM_MAX_K || K % 4)
+        return rq_err_set(err, RQ_EINVAL, "%s: bad shape M=%d N=%d K=%d (K must be a multiple of 4 in 4..%d)",
+                          fn, M, N, K, RQ_TGEMM_MAX_K);
+    if (lda < K || ldo < N)
+        return rq_err_set(err, RQ_EINVAL, "%s: stride too small (lda=%d for K=%d, ldc=%d for N=%d)", fn, lda, K,
+                          ldo, N);
+    if (M > 0 && N > 0 && (!A || !W || !out)) return rq_err_set(err, RQ_EINVAL, "%s: NULL buffer", fn);
+    return RQ_OK;
+}
+
+rq_status rq_tgemm(int M, int N, int K, const int8_t *A, int lda, const uint8_t *W, int32_t *C, int ldc,
+                   rq_err *err) {
+    rq_status st = check_args("tgemm", M, N, K, A, lda, W, C, ldc, err);
+    if (st) return st;
+    tg_job J = {M, N, K, A, lda, W, {C, ldc, NULL, 0, NULL, NULL, NULL}};
+    return run(&J, err);
+}
+
+rq_status rq_tgemm_scaled(int M, int N, int K, const int8_t *A, int lda, const uint8_t *W,
+                          const float *row_scale, const float *col_scale, const float *bias, float *Y,
+                          int ldy, rq_err *err) {
+    rq_status st = check_args("tgemm_scaled", M, N, K, A, lda, W, Y, ldy, err);
+    if (st) return st;
+    if (M > 0 && N > 0 && (!row_scale || !col_scale))
+        return rq_err_set(err, RQ_EINVAL, "tgemm_scaled: NULL row_scale or col_scale");
+    tg_job J = {M, N, K, A, lda, W, {NULL, 0, Y, ldy, row_scale, col_scale, bias}};
+    return run(&J, err);
+}
+
+rq_status rq_tgemm_ref(int M, int N, int K, const int8_t *A, int lda, const int8_t *W, int ldw, int32_t *C,
+                       int ldc, rq_err *err) {
+    if (M < 0 || N < 0 || K < 0 || lda < K || ldw < K || ldc < N)
+        return rq_err_set(err, RQ_EINVAL, "tgemm_ref: bad shape M=%d N=%d K=%d lda=%d ldw=%d ldc=%d", M, N, K,
+                          lda, ldw, ldc);
+    if (M > 0 && N > 0 && (!C || (K > 0 && (!A || !W))))
+        return rq_err_set(err, RQ_EINVAL, "tgemm_ref: NULL buffer");
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            int32_t s = 0;
+            for (int k = 0; k < K; k++) s += (int32_t)A[(size_t)m * lda + k] * W[(size_t)n * ldw + k];
+            C[(size_t)m * ldc + n] = s;
+        }
+    return RQ_OK;
+}
