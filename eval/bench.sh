@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Training-step benchmark: robuq-bench (C) next to PyTorch eager
+# Benchmarks: robuq-bench (C) next to PyTorch eager
 # (eval/bench_torch.py, Debian python3-torch) on the same model, batch and
 # threads, printing step times, peak memory and the speed-up.
 #   bash eval/bench.sh [THREADS] [STEPS] [extra robuq-bench/bench_torch options]
@@ -21,3 +21,19 @@ for mode in fp qat_a2; do
   printf '%-7s %8s %12s %12s %8.2fx %12s %12s\n' "$mode" "$threads" "$a" "$b" "$(awk -v a="$a" -v b="$b" 'BEGIN { print b / a }')" \
     "$(field "$ours" peak_rss_mb)" "$(field "$peer" peak_rss_mb)"
 done
+
+# Forward only: fp32, fake-quant W1.58A2 and the exported model (integer
+# kernels) against PyTorch's fp32 forward; then the per-layer table.
+ours=$(OMP_NUM_THREADS=$threads "$bin" --mode infer --threads "$threads" --steps "$steps" "$@" 2>/dev/null)
+peer=$("$py" eval/bench_torch.py --mode infer_fp --threads "$threads" --steps "$steps" "$@" 2>/dev/null)
+b=$(field "$peer" forward_s_min)
+fp=$(field "$(grep '"infer_fp"' <<<"$ours")" forward_s_min)
+printf '\n%-20s %8s %12s %12s %12s %12s\n' forward threads "robuq s" "vs torch" "vs own fp32" "model MB"
+for mode in infer_fp infer_fakequant_a2 infer_w158a2; do
+  line=$(grep "\"$mode\"" <<<"$ours")
+  a=$(field "$line" forward_s_min)
+  printf '%-20s %8s %12s %11.2fx %11.2fx %12s\n' "$mode" "$threads" "$a" "$(awk -v a="$a" -v b="$b" 'BEGIN { print b / a }')" \
+    "$(awk -v a="$a" -v b="$fp" 'BEGIN { print b / a }')" "$(field "$line" model_mb)"
+done
+printf '%-20s %8s %12s\n\n' "pytorch fp32" "$threads" "$b"
+grep -v '^{' <<<"$ours"

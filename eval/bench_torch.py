@@ -205,9 +205,25 @@ class Diffusion:
 
 
 # ------------------------------------------------------------------ main
+def infer(model, o):
+    shape, times = (o.batch, o.channels, o.input, o.input), []
+    x, y = torch.randn(shape), torch.randint(0, o.classes, (o.batch,))
+    t = torch.arange(o.batch) * (1000 // o.batch)
+    with torch.no_grad():
+        for step in range(o.warmup + o.steps):
+            t0 = time.perf_counter()
+            model(x, t, y)
+            times.append(time.perf_counter() - t0)
+    times = times[o.warmup:]
+    print(json.dumps({"impl": "pytorch", "mode": o.mode, "threads": torch.get_num_threads(), "batch": o.batch,
+                      "forward_s_mean": round(sum(times) / len(times), 5), "forward_s_min": round(min(times), 5),
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                      "torch": torch.__version__}), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description="PyTorch eager CPU peer of robuq-bench: times DiT training steps.")
-    ap.add_argument("--mode", choices=["fp", "qat_a2"], required=True)
+    ap.add_argument("--mode", choices=["fp", "qat_a2", "infer_fp"], required=True)
     ap.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     for k, v in [("batch", 16), ("steps", 5), ("warmup", 1), ("depth", 12), ("hidden", 384), ("heads", 6),
                  ("patch", 2), ("input", 28), ("channels", 1), ("classes", 10), ("seed", 0)]:
@@ -218,6 +234,8 @@ def main():
     torch.set_num_threads(o.threads)
     torch.manual_seed(o.seed)
     model = DiT(o.input, o.patch, o.channels, o.hidden, o.depth, o.heads, o.classes).train()
+    if o.mode == "infer_fp":   # fp32 forward only (the peer of the exported integer forward)
+        return infer(model.eval(), o)
     if o.mode == "qat_a2":
         quantize_blocks(model)
     params = [p for p in model.parameters() if p.requires_grad]

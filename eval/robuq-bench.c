@@ -2,9 +2,11 @@
  * in full precision and as W1.58A2 QAT (Hadamard + robust quantizer), the
  * C side of eval/bench.sh, which runs the PyTorch eager peer
  * (eval/bench_torch.py) with the same model, batch and threads and prints
- * the ratios.
+ * the ratios. --mode infer times forward passes instead: the fp32 model, the
+ * fake-quant W1.58A2 model and its export running the integer kernels,
+ * whole model and per linear shape, in GFLOP/s-equivalent (2 x MACs / s).
  *
- *   robuq-bench [--mode fp|qat_a2|all] [--threads N] [--batch 16] [--steps 5]
+ *   robuq-bench [--mode fp|qat_a2|all|infer] [--threads N] [--batch 16] [--steps 5]
  *               [--warmup 1] [--depth 12 --hidden 384 --heads 6 --patch 2
  *                --input 28 --channels 1 --classes 10]
  *
@@ -16,8 +18,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include "robuq/diffusion.h"
+#include "robuq/export.h"
+#include "robuq/gemm.h"
+#include "robuq/tlinear.h"
 #include "robuq/train.h"
 
 typedef struct {
@@ -88,10 +94,188 @@ fail:
     return 1;
 }
 
+
+/* ------------------------------------------------------------ inference */
+
+static const rq_quant_opts QAT_A2 = {.enabled = 1, .weight_ternary = 1, .act_bits = 2, .adaln_act_bits = 4,
+                                     .method = RQ_ACTQ_ROBUST, .hadamard = 1};
+
+static double param_mb(const rq_dit *m) {
+    double b = 0;
+    for (int i = 0; i < m->n_params; i++) b += m->params[i]->data ? 4.0 * m->params[i]->n : 0;
+    return b / 1048576.0;
+}
+
+/* Mean/min seconds of `steps` forwards (after warmup) of m on a fixed batch. */
+static int time_forward(rq_dit *m, const bench_opts *o, double *mean, double *best, double *arena_mb) {
+    int B = o->batch, C = o->mc.in_channels, S = o->mc.input_size;
+    rq_graph g;
+    rq_graph_init(&g, (size_t)64 << 20);
+    g.grad_enabled = 0;
+    rq_rng rng;
+    rq_rng_seed(&rng, 2);
+    float *xd = malloc((size_t)B * C * S * S * sizeof(float)), tv[4096];
+    int *y = malloc((size_t)B * sizeof(int));
+    rq_rng_fill_normal(&rng, xd, (long)B * C * S * S, 1.0f);
+    for (int i = 0; i < B; i++) tv[i % 4096] = (float)((i * 997) % 1000), y[i] = i % o->mc.num_classes;
+    double sum = 0;
+    *best = 1e30;
+    int rc = 0;
+    for (int step = 0; step < o->warmup + o->steps; step++) {
+        double t0 = rq_now();
+        rq_graph_reset(&g);
+        rq_tensor *x = rq_tensor_wrap(&g, xd, 4, (int[]){B, C, S, S}), *t = rq_tensor_wrap(&g, tv, 1, (int[]){B});
+        if (!rq_dit_forward(&g, m, x, t, y)) {
+            fprintf(stderr, "robuq-bench: forward: %s\n", g.err.msg);
+            rc = 1;
+            break;
+        }
+        double dt = rq_now() - t0;
+        if (step >= o->warmup) sum += dt, *best = dt < *best ? dt : *best;
+    }
+    *mean = sum / o->steps;
+    *arena_mb = g.arena.high_water / 1048576.0;
+    rq_graph_free(&g);
+    free(xd), free(y);
+    return rc;
+}
+
+/* Whole-model forward: fp32, fake-quant W1.58A2, and the export of the
+ * latter (integer kernels), one JSON line each. */
+static int run_infer_models(const bench_opts *o) {
+    rq_err err = {0};
+    rq_dit fp, fq, ex;
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/robuq-bench-%d.h5", (int)getpid());
+    if (rq_dit_init(&fp, &o->mc, 0, &err) || rq_dit_init(&fq, &o->mc, 0, &err)) goto fail;
+    rq_rng rng;
+    rq_rng_seed(&rng, 1);
+    for (int i = 0; i < fp.n_params; i++) {
+        rq_rng_fill_normal(&rng, fp.params[i]->data, fp.params[i]->n, 0.02f);
+        memcpy(fq.params[i]->data, fp.params[i]->data, (size_t)fp.params[i]->n * sizeof(float));
+    }
+    rq_export_opts eo = {.packing = RQ_TPACK_TRIT5, .config_text = "", .source = "robuq-bench"};
+    char cfg_text[512];
+    snprintf(cfg_text, sizeof cfg_text,
+             "[model]\ninput_size=%d\nin_channels=%d\npatch_size=%d\nhidden_size=%d\ndepth=%d\nnum_heads=%d\n"
+             "num_classes=%d\n",
+             o->mc.input_size, o->mc.in_channels, o->mc.patch_size, o->mc.hidden_size, o->mc.depth, o->mc.num_heads,
+             o->mc.num_classes);
+    eo.config_text = cfg_text;
+    if (rq_dit_quantize(&fq, &QAT_A2, &err) || rq_export_write(path, &fq, &eo, NULL, &err) ||
+        rq_export_load(path, &ex, NULL, NULL, &err))
+        goto fail;
+    remove(path);
+    struct { const char *mode; rq_dit *m; } rows[] = {{"infer_fp", &fp}, {"infer_fakequant_a2", &fq}, {"infer_w158a2", &ex}};
+    double gflop = 2.0 * rq_dit_macs(&fp) * o->batch / 1e9;
+    for (int r = 0; r < 3; r++) {
+        double mean, best, arena;
+        if (time_forward(rows[r].m, o, &mean, &best, &arena)) return 1;
+        /* model bytes: fp32 params, or for the export its packed weights + fp parts */
+        double model_mb = param_mb(rows[r].m);
+        if (rows[r].m == &ex) {
+            rq_dit_linear *ls[1024];
+            int n = rq_dit_linears(&ex, ls, NULL, 1024);
+            for (int i = 0; i < n; i++)
+                if (ls[i]->q && ls[i]->q->tl) model_mb += rq_t2_bytes(ls[i]->q->tl->out, ls[i]->q->tl->in) / 1048576.0;
+        }
+        printf("{\"impl\":\"robuq\",\"mode\":\"%s\",\"threads\":%d,\"batch\":%d,\"forward_s_mean\":%.5f,"
+               "\"forward_s_min\":%.5f,\"gflops_equiv\":%.1f,\"model_mb\":%.1f,\"arena_mb\":%.1f}\n",
+               rows[r].mode, omp_get_max_threads(), o->batch, mean, best, gflop / best, model_mb, arena);
+        fflush(stdout);
+    }
+    rq_dit_free(&fp), rq_dit_free(&fq), rq_dit_free(&ex);
+    return 0;
+fail:
+    remove(path);
+    fprintf(stderr, "robuq-bench: %s\n", err.msg);
+    return 1;
+}
+
+/* Per linear shape of the model: fp32 sgemm (x W^T), the fake-quant linear
+ * (rotate + quantize x, sgemm with the dequantized ternary W'), and the
+ * integer tlinear, as GFLOP/s-equivalent. */
+static double best_of(int reps, double (*fn)(void *), void *arg) {
+    double b = 1e30;
+    for (int i = 0; i < reps; i++) {
+        double t = fn(arg);
+        b = t < b ? t : b;
+    }
+    return b;
+}
+
+typedef struct {
+    int M, K, N;
+    float *x, *w, *y, *xq;
+    rq_tlinear *tl;
+    rq_hadamard *h;
+} layer_case;
+
+static double t_fp32(void *a) {
+    layer_case *c = a;
+    double t0 = rq_now();
+    rq_sgemm(0, 1, c->M, c->N, c->K, 1.0f, c->x, c->K, c->w, c->K, 0.0f, c->y, c->N);
+    return rq_now() - t0;
+}
+static double t_fakequant(void *a) {
+    layer_case *c = a;
+    double t0 = rq_now();
+    memcpy(c->xq, c->x, (size_t)c->M * c->K * sizeof(float));
+    rq_actq_cfg q = {2, RQ_ACTQ_ROBUST};
+    rq_actq_rotate_quant(c->h, c->xq, c->xq, NULL, c->M, c->K, &q, NULL);
+    rq_sgemm(0, 1, c->M, c->N, c->K, 1.0f, c->xq, c->K, c->w, c->K, 0.0f, c->y, c->N);
+    return rq_now() - t0;
+}
+static double t_int(void *a) {
+    layer_case *c = a;
+    double t0 = rq_now();
+    rq_tlinear_forward(c->tl, c->x, c->y, c->M, NULL);
+    return rq_now() - t0;
+}
+
+static int run_infer_layers(const bench_opts *o) {
+    int D = o->mc.hidden_size, H = (int)(D * o->mc.mlp_ratio), M = o->batch * rq_dit_tokens(&o->mc);
+    struct { const char *name; int M, K, N; } shapes[] = {
+        {"qkv", M, D, 3 * D}, {"proj", M, D, D}, {"fc1", M, D, H}, {"fc2", M, H, D}, {"adaLN", o->batch, D, 6 * D}};
+    printf("%-6s %6s %5s %5s | %9s %9s %9s | %7s %7s\n", "layer", "M", "K", "N", "fp32", "fakequant", "w158a2",
+           "int/fp", "int/fq");
+    rq_rng rng;
+    rq_rng_seed(&rng, 3);
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        layer_case c = {.M = shapes[s].M, .K = shapes[s].K, .N = shapes[s].N};
+        rq_err err = {0};
+        c.x = rq_malloc((size_t)c.M * c.K * sizeof(float));
+        c.xq = rq_malloc((size_t)c.M * c.K * sizeof(float));
+        c.w = rq_malloc((size_t)c.N * c.K * sizeof(float));
+        c.y = rq_malloc((size_t)c.M * c.N * sizeof(float));
+        rq_tlinear tl = {0};
+        rq_hadamard h;
+        rq_rng_fill_normal(&rng, c.x, (long)c.M * c.K, 1.0f);
+        rq_rng_fill_normal(&rng, c.w, (long)c.N * c.K, 0.05f);
+        if (rq_tlinear_init_float(&tl, c.w, NULL, c.N, c.K, 2, RQ_ACTQ_ROBUST, 1, &err) ||
+            rq_hadamard_plan_init(&h, c.K, &err) || rq_tlinear_reserve(&tl, c.M, &err)) {
+            fprintf(stderr, "robuq-bench: %s\n", err.msg);
+            return 1;
+        }
+        c.tl = &tl, c.h = &h;
+        int reps = o->steps + o->warmup + 2;
+        double f = best_of(reps, t_fp32, &c), q = best_of(reps, t_fakequant, &c), i = best_of(reps, t_int, &c);
+        double gf = 2.0 * c.M * c.K * c.N / 1e9;
+        printf("%-6s %6d %5d %5d | %9.1f %9.1f %9.1f | %6.2fx %6.2fx\n", shapes[s].name, c.M, c.K, c.N, gf / f, gf / q,
+               gf / i, f / i, q / i);
+        rq_tlinear_free(&tl);
+        rq_free(c.x), rq_free(c.xq), rq_free(c.w), rq_free(c.y);
+    }
+    printf("(GFLOP/s-equivalent, 2*M*K*N / best time; %d threads)\n", omp_get_max_threads());
+    return 0;
+}
+
 static void usage(FILE *f) {
-    fprintf(f, "usage: robuq-bench [--mode fp|qat_a2|all] [--threads N] [--batch N] [--steps N] [--warmup N]\n"
+    fprintf(f, "usage: robuq-bench [--mode fp|qat_a2|all|infer] [--threads N] [--batch N] [--steps N] [--warmup N]\n"
                "                   [--depth N] [--hidden N] [--heads N] [--patch N] [--input N] [--channels N] [--classes N]\n"
                "Times DiT training steps (default DiT-S/2 on 28x28x1, batch 16); one JSON line per mode.\n"
+               "--mode infer: forward of the fp32, fake-quant W1.58A2 and exported (integer) models, one JSON\n"
+               "line each, then a per-linear-shape table (fp32 sgemm / fake-quant / integer, GFLOP/s-equiv).\n"
                "eval/bench.sh runs it next to the PyTorch peer and prints the ratios.\n");
 }
 
@@ -117,8 +301,8 @@ int main(int argc, char **argv) {
         const char *v = argv[++i];
         if (!strcmp(argv[i - 1], "--mode")) {
             mode = v;
-            if (strcmp(mode, "fp") && strcmp(mode, "qat_a2") && strcmp(mode, "all")) {
-                fprintf(stderr, "robuq-bench: --mode must be fp, qat_a2 or all, got '%s'\n", mode);
+            if (strcmp(mode, "fp") && strcmp(mode, "qat_a2") && strcmp(mode, "all") && strcmp(mode, "infer")) {
+                fprintf(stderr, "robuq-bench: --mode must be fp, qat_a2, all or infer, got '%s'\n", mode);
                 return 2;
             }
             continue;
@@ -152,5 +336,6 @@ int main(int argc, char **argv) {
     int rc = 0;
     if (!strcmp(mode, "fp") || !strcmp(mode, "all")) rc |= run_mode(&o, "fp");
     if (!strcmp(mode, "qat_a2") || !strcmp(mode, "all")) rc |= run_mode(&o, "qat_a2");
+    if (!strcmp(mode, "infer")) rc |= run_infer_models(&o) || run_infer_layers(&o);
     return rc;
 }
