@@ -21,13 +21,17 @@
  *
  * Blocking (per thread): rows of A in blocks of MB (their row sums in a
  * small buffer), columns in blocks of NB whose packed weights are unpacked
- * once per (MB, NB) block into an int8 buffer sized for L2; the micro-kernel
- * keeps an MR x NR tile (VNNI 8 x 48, AVX2 6 x 16, scalar 4 x 16) in
- * registers over the whole K. OpenMP: C is cut into a grid of tiles, one
- * per thread (no barriers); inside an OpenMP parallel region the call runs
- * on the calling thread only. The unpack buffer is thread-local, allocated
- * on first use and grown when a larger K arrives (freed when the thread
- * exits), so steady-state calls do not allocate.
+ * once per (MB, NB) block into an int8 buffer sized for L2, K in blocks of
+ * about 384 so that the weight slice of a micro-panel stays in L1 while
+ * all MB rows stream past it. The micro-kernel keeps an MR x NR tile (VNNI
+ * 8 x 48, AVX2 4 x 16, scalar 4 x 16) in registers over one K block
+ * (partial sums between K blocks go to a small per-thread buffer).
+ * OpenMP: C is cut into a grid of tiles, one per thread (no barriers);
+ * inside an OpenMP parallel region the call runs on the calling thread
+ * only. The per-thread buffer (unpacked weights, partial sums, row sums,
+ * < 0.6 MiB) is thread-local, allocated on first use and grown when a
+ * larger K arrives (freed when the thread exits), so steady-state calls
+ * do not allocate.
  *
  * rq_tgemm_scaled fuses the dequantization into the store:
  *   Y[m,n] = ((float)C[m,n] * row_scale[m]) * col_scale[n] + bias[n]

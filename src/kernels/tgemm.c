@@ -5,11 +5,13 @@
  *   for m0 in rows step MB
  *     asum[i] = sum_k A[m0+i][k]                  (SIMD paths only)
  *     for n0 in panels step NB
- *       unpack W[n0:+NB, :] into Wu (int8 u = w+1, micro-panel order)
- *       for i in MB step MR                        (A micro-panel, L1)
- *         for g in NB step NR                      (Wu micro-panel, L2)
- *           micro-kernel over all of K: MR x NR int32 accumulators,
- *           subtract asum, store int32 or the scaled float
+ *       unpack W[n0:+NB, all K] into Wu (u = w+1 bytes, micro-panel order, L2)
+ *       for each K block (about KC = 384)
+ *         for g in NB step NR                      (Wu slice NR x KC: stays in L1)
+ *           for i in MB step MR                    (A slice MR x KC from L2)
+ *             micro-kernel: MR x NR int32 accumulators in registers; between
+ *             K blocks they go to a partial-sum tile, after the last one
+ *             asum is subtracted and int32 or the scaled float is stored
  *
  * Wu layout of one micro-panel of np 16-row panels: [k4][np][64 bytes],
  * 64 bytes = 16 rows x 4 consecutive k (the block layout of tpack.h after
@@ -34,8 +36,13 @@
 /* Cache budgets (bytes): unpacked weights of one NB block (L2), A rows of
  * one MB block (L2 / L3). */
 #define TG_WU_BUDGET (160 * 1024)
-#define TG_A_BUDGET (256 * 1024)
+#define TG_A_BUDGET (192 * 1024)
 #define TG_MB_MAX 1024
+/* K is cut into blocks of about TG_KC so that the slice of a weight
+ * micro-panel (48 x KC bytes) stays in L1 while every A micro-panel of the
+ * MB block streams past it; a full-K slice of 48 x 1536 would not (the
+ * kernel ran at half speed from L2). */
+#define TG_KC 384
 
 /* Output of one call: int32 C, or float Y with the dequantization. */
 typedef struct {
@@ -46,11 +53,21 @@ typedef struct {
     const float *rs, *cs, *bias;
 } tg_out;
 
-/* Micro-kernel: rows m..m+mr-1 of A (a = A + m*lda), the micro-panel Wu of
- * np panels (columns n..n+16np-1, of which nvalid are real), k4n = K/4.
- * asum = row sums of those rows (NULL for the scalar kernel). */
-typedef void (*tg_kernel_fn)(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const int32_t *asum,
-                             int mr, int np, int nvalid, const tg_out *o, int m, int n);
+/* Partial sums of one micro-tile between K blocks: part holds mr x np*16
+ * int32 (row r, panel p at (r*np + p)*16; 64-byte aligned). first: start
+ * from zero (else from part); last: finish into the output (else store the
+ * sums back into part). A single K block passes part = NULL, first = last = 1. */
+typedef struct {
+    int32_t *part;
+    int first, last;
+} tg_kblk;
+
+/* Micro-kernel: rows m..m+mr-1 of A (a = A + m*lda + first column of the K
+ * block), the K-block slice Wu of a micro-panel of np panels (columns
+ * n..n+16np-1, of which nvalid are real), k4n column quads. asum = row sums
+ * of those rows over all of K (the scalar kernel ignores it). */
+typedef void (*tg_kernel_fn)(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const tg_kblk *kb,
+                             const int32_t *asum, int mr, int np, int nvalid, const tg_out *o, int m, int n);
 /* Unpacks panels p0..p0+np-1 of W (Q = K/16 rounded up blocks per panel)
  * into one micro-panel at Wu. */
 typedef void (*tg_unpack_fn)(const uint8_t *W, int Q, int k4n, int p0, int np, uint8_t *Wu);
@@ -94,18 +111,21 @@ static inline void store_one(const tg_out *o, int m, int n, int32_t c) {
 }
 
 #define MR_S 4
-static void kernel_scalar(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const int32_t *asum,
-                          int mr, int np, int nvalid, const tg_out *o, int m, int n) {
+static void kernel_scalar(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const tg_kblk *kb,
+                          const int32_t *asum, int mr, int np, int nvalid, const tg_out *o, int m, int n) {
     (void)asum;
     for (int r = 0; r < mr; r++) {
         const int8_t *ar = a + (size_t)r * lda;
         int32_t acc[16 * 3] = {0};
+        if (!kb->first) memcpy(acc, kb->part + (size_t)r * np * 16, (size_t)np * 16 * sizeof(int32_t));
         for (int k = 0; k < k4n; k++) {
             const uint8_t *w = Wu + (size_t)k * np * 64;
             for (int i = 0; i < 16 * np; i++)
                 for (int kk = 0; kk < 4; kk++) acc[i] += ((int32_t)w[4 * i + kk] - 1) * ar[4 * k + kk];
         }
-        for (int i = 0; i < nvalid; i++) store_one(o, m + r, n + i, acc[i]);
+        if (!kb->last) memcpy(kb->part + (size_t)r * np * 16, acc, (size_t)np * 16 * sizeof(int32_t));
+        else
+            for (int i = 0; i < nvalid; i++) store_one(o, m + r, n + i, acc[i]);
     }
 }
 
@@ -178,12 +198,14 @@ static AVX2_TARGET __attribute__((noinline)) void epilogue_avx2(const int32_t *t
 
 /* int16 accumulators in registers (2 per row); every 64 quads they are
  * widened into the int32 tile, which lives in memory (16 ymm registers
- * cannot hold both). */
+ * cannot hold both): the caller's partial tile between K blocks. */
 INLINE AVX2_TARGET void kernel_avx2_t(const int MR, int k4n, const int8_t *a, long lda, const uint8_t *Wu,
-                                      const int32_t *asum, int nvalid, const tg_out *o, int m, int n) {
+                                      const tg_kblk *kb, const int32_t *asum, int nvalid, const tg_out *o,
+                                      int m, int n) {
     const __m256i ones = _mm256_set1_epi16(1);
-    __attribute__((aligned(32))) int32_t tile[MR_2 * 16];
-    memset(tile, 0, sizeof tile);
+    __attribute__((aligned(32))) int32_t local[MR_2 * 16];
+    int32_t *tile = kb->part ? kb->part : local;
+    if (kb->first) memset(tile, 0, (size_t)MR * 16 * sizeof(int32_t));
     for (int k0 = 0; k0 < k4n; k0 += 64) {
         const int k1 = imin(k4n, k0 + 64);
         __m256i c0[MR_2], c1[MR_2];
@@ -208,27 +230,27 @@ INLINE AVX2_TARGET void kernel_avx2_t(const int MR, int k4n, const int8_t *a, lo
             _mm256_store_si256(t + 1, _mm256_add_epi32(_mm256_load_si256(t + 1), _mm256_madd_epi16(c1[r], ones)));
         }
     }
-    epilogue_avx2(tile, MR, asum, nvalid, o, m, n);
+    if (kb->last) epilogue_avx2(tile, MR, asum, nvalid, o, m, n);
 }
 
 #define KAVX2(MR)                                                                                      \
     static AVX2_TARGET void kernel_avx2_##MR(int k4n, const int8_t *a, long lda, const uint8_t *Wu,    \
-                                             const int32_t *asum, int nvalid, const tg_out *o, int m, \
-                                             int n) {                                                  \
-        kernel_avx2_t(MR, k4n, a, lda, Wu, asum, nvalid, o, m, n);                                     \
+                                             const tg_kblk *kb, const int32_t *asum, int nvalid,       \
+                                             const tg_out *o, int m, int n) {                          \
+        kernel_avx2_t(MR, k4n, a, lda, Wu, kb, asum, nvalid, o, m, n);                                 \
     }
 KAVX2(1)
 KAVX2(2)
 KAVX2(3)
 KAVX2(4)
 
-static void kernel_avx2(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const int32_t *asum,
-                        int mr, int np, int nvalid, const tg_out *o, int m, int n) {
+static void kernel_avx2(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const tg_kblk *kb,
+                        const int32_t *asum, int mr, int np, int nvalid, const tg_out *o, int m, int n) {
     (void)np; /* always 1 */
-    typedef void (*fn)(int, const int8_t *, long, const uint8_t *, const int32_t *, int, const tg_out *,
-                       int, int);
+    typedef void (*fn)(int, const int8_t *, long, const uint8_t *, const tg_kblk *, const int32_t *, int,
+                       const tg_out *, int, int);
     static const fn tab[MR_2 + 1] = {NULL, kernel_avx2_1, kernel_avx2_2, kernel_avx2_3, kernel_avx2_4};
-    tab[mr](k4n, a, lda, Wu, asum, nvalid, o, m, n);
+    tab[mr](k4n, a, lda, Wu, kb, asum, nvalid, o, m, n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -284,13 +306,23 @@ static VNNI_TARGET __attribute__((noinline)) void epilogue_vnni(const int32_t *t
 }
 
 INLINE VNNI_TARGET void kernel_vnni_t(const int MR, const int NP, int k4n, const int8_t *a, long lda,
-                                      const uint8_t *Wu, const int32_t *asum, int nvalid, const tg_out *o,
-                                      int m, int n) {
+                                      const uint8_t *Wu, const tg_kblk *kb, const int32_t *asum, int nvalid,
+                                      const tg_out *o, int m, int n) {
     /* one 1-D array per panel, loops over rows fully unrolled: GCC keeps
      * the accumulators in registers only then */
     __m512i c0[MR_5], c1[MR_5], c2[MR_5];
+    if (kb->first) {
 #pragma GCC unroll 8
-    for (int r = 0; r < MR; r++) c0[r] = c1[r] = c2[r] = _mm512_setzero_si512();
+        for (int r = 0; r < MR; r++) c0[r] = c1[r] = c2[r] = _mm512_setzero_si512();
+    } else {
+        const int32_t *t = kb->part;
+#pragma GCC unroll 8
+        for (int r = 0; r < MR; r++) {
+            c0[r] = _mm512_load_si512(t + (r * NP + 0) * 16);
+            c1[r] = NP > 1 ? _mm512_load_si512(t + (r * NP + 1) * 16) : c0[r];
+            c2[r] = NP > 2 ? _mm512_load_si512(t + (r * NP + 2) * 16) : c0[r];
+        }
+    }
     const int8_t *ak = a;
     for (int k = 0; k < k4n; k++, ak += 4, Wu += NP * 64) {
         const __m512i w0 = _mm512_load_si512(Wu);
@@ -308,21 +340,23 @@ INLINE VNNI_TARGET void kernel_vnni_t(const int MR, const int NP, int k4n, const
     }
     /* plain stores first: a complex epilogue here makes GCC spill the
      * accumulators inside the k loop */
-    __attribute__((aligned(64))) int32_t tile[MR_5 * NP_5 * 16];
+    __attribute__((aligned(64))) int32_t local[MR_5 * NP_5 * 16];
+    int32_t *tile = kb->last ? local : kb->part;
 #pragma GCC unroll 8
     for (int r = 0; r < MR; r++) {
         _mm512_store_si512(tile + (r * NP + 0) * 16, c0[r]);
         if (NP > 1) _mm512_store_si512(tile + (r * NP + 1) * 16, c1[r]);
         if (NP > 2) _mm512_store_si512(tile + (r * NP + 2) * 16, c2[r]);
     }
-    epilogue_vnni(tile, MR, NP, asum, nvalid, o, m, n);
+    if (kb->last) epilogue_vnni(local, MR, NP, asum, nvalid, o, m, n);
 }
 
 #define KVNNI(MR, NP)                                                                                  \
     static VNNI_TARGET void kernel_vnni_##MR##_##NP(int k4n, const int8_t *a, long lda,              \
-                                                    const uint8_t *Wu, const int32_t *asum,           \
-                                                    int nvalid, const tg_out *o, int m, int n) {      \
-        kernel_vnni_t(MR, NP, k4n, a, lda, Wu, asum, nvalid, o, m, n);                                 \
+                                                    const uint8_t *Wu, const tg_kblk *kb,             \
+                                                    const int32_t *asum, int nvalid, const tg_out *o, \
+                                                    int m, int n) {                                   \
+        kernel_vnni_t(MR, NP, k4n, a, lda, Wu, kb, asum, nvalid, o, m, n);                             \
     }
 #define KVNNI_ROW(MR) KVNNI(MR, 1) KVNNI(MR, 2) KVNNI(MR, 3)
 KVNNI_ROW(1)
@@ -334,14 +368,14 @@ KVNNI_ROW(6)
 KVNNI_ROW(7)
 KVNNI_ROW(8)
 
-static void kernel_vnni(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const int32_t *asum,
-                        int mr, int np, int nvalid, const tg_out *o, int m, int n) {
-    typedef void (*fn)(int, const int8_t *, long, const uint8_t *, const int32_t *, int, const tg_out *,
-                       int, int);
+static void kernel_vnni(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const tg_kblk *kb,
+                        const int32_t *asum, int mr, int np, int nvalid, const tg_out *o, int m, int n) {
+    typedef void (*fn)(int, const int8_t *, long, const uint8_t *, const tg_kblk *, const int32_t *, int,
+                       const tg_out *, int, int);
 #define ROW(MR) {kernel_vnni_##MR##_1, kernel_vnni_##MR##_2, kernel_vnni_##MR##_3}
     static const fn tab[MR_5][NP_5] = {ROW(1), ROW(2), ROW(3), ROW(4), ROW(5), ROW(6), ROW(7), ROW(8)};
 #undef ROW
-    tab[mr - 1][np - 1](k4n, a, lda, Wu, asum, nvalid, o, m, n);
+    tab[mr - 1][np - 1](k4n, a, lda, Wu, kb, asum, nvalid, o, m, n);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -418,14 +452,18 @@ static uint8_t *work_buffer(size_t bytes) {
     return tl_buf;
 }
 
-/* Blocking for a given K: panels per NB block (a multiple of np) and rows
- * per MB block (a multiple of mr). */
+/* Blocking for a given K: panels per NB block (a multiple of np; its
+ * unpacked weights over all of K fit TG_WU_BUDGET), K blocks (about TG_KC,
+ * whole quads, sizes differing by at most one quad) and rows per MB block
+ * (a multiple of mr; one K block of them fits TG_A_BUDGET). */
 static int block_panels(const tg_impl *im, int K) {
     int p = TG_WU_BUDGET / (16 * K) / im->np * im->np;
     return imax(p, im->np);
 }
+static int k_blocks(int K) { return (K + TG_KC - 1) / TG_KC; }
 static int block_rows(const tg_impl *im, int K) {
-    int r = imin(TG_A_BUDGET / K, TG_MB_MAX) / im->mr * im->mr;
+    int kc = imin(K, TG_KC);
+    int r = imin(TG_A_BUDGET / kc, TG_MB_MAX) / im->mr * im->mr;
     return imax(r, im->mr);
 }
 
@@ -441,13 +479,16 @@ typedef struct {
  * the calling thread. Returns 0, or -1 if the buffer could not be had. */
 static int tile_run(const tg_impl *im, const tg_job *J, int r0, int r1, int pa, int pb) {
     if (r0 >= r1 || pa >= pb) return 0;
-    const int K = J->K, k4n = K / 4, Q = (K + 15) / 16;
-    const int NBP = block_panels(im, K), MB = block_rows(im, K);
+    const int K = J->K, k4n = K / 4, Q = (K + 15) / 16, MR = im->mr, NP = im->np;
+    const int NBP = block_panels(im, K), MB = block_rows(im, K), nkb = k_blocks(K);
+    const int ngroups = (NBP + NP - 1) / NP, tile_ints = MR * NP * 16;
+    /* buffer: unpacked weights | partial sums (several K blocks) | row sums */
     const size_t wu_bytes = (size_t)NBP * 16 * K;
-    uint8_t *buf = work_buffer(wu_bytes + (size_t)MB * sizeof(int32_t));
+    const size_t part_bytes = nkb > 1 ? (size_t)(MB / MR) * ngroups * tile_ints * sizeof(int32_t) : 0;
+    uint8_t *buf = work_buffer(wu_bytes + part_bytes + (size_t)MB * sizeof(int32_t));
     if (!buf) return -1;
-    uint8_t *Wu = buf;
-    int32_t *asum = (int32_t *)(buf + wu_bytes); /* wu_bytes is a multiple of 64 */
+    uint8_t *Wu = buf; /* 16*K is a multiple of 64: every part below stays 64-byte aligned */
+    int32_t *part = (int32_t *)(buf + wu_bytes), *asum = (int32_t *)(buf + wu_bytes + part_bytes);
     for (int m0 = r0; m0 < r1; m0 += MB) {
         const int mb = imin(MB, r1 - m0);
         const int8_t *Ab = J->A + (size_t)m0 * J->lda;
@@ -460,15 +501,21 @@ static int tile_run(const tg_impl *im, const tg_job *J, int r0, int r1, int pa, 
             }
         for (int q0 = pa; q0 < pb; q0 += NBP) {
             const int nbp = imin(NBP, pb - q0);
-            for (int g = 0; g < nbp; g += im->np)
-                im->unpack(J->W, Q, k4n, q0 + g, imin(im->np, nbp - g), Wu + (size_t)g * 16 * K);
-            for (int i = 0; i < mb; i += im->mr) {
-                const int mr = imin(im->mr, mb - i);
-                for (int g = 0; g < nbp; g += im->np) {
-                    const int np = imin(im->np, nbp - g), n = 16 * (q0 + g);
-                    im->kernel(k4n, Ab + (size_t)i * J->lda, J->lda, Wu + (size_t)g * 16 * K, asum + i, mr,
-                               np, imin(16 * np, J->N - n), &J->out, m0 + i, n);
+            for (int g = 0; g < nbp; g += NP)
+                im->unpack(J->W, Q, k4n, q0 + g, imin(NP, nbp - g), Wu + (size_t)g * 16 * K);
+            for (int b = 0, kq0 = 0; b < nkb; b++) {
+                const int kq = k4n / nkb + (b < k4n % nkb); /* quads in this K block */
+                for (int g = 0; g < nbp; g += NP) {         /* Wu slice: L1 across all rows */
+                    const int np = imin(NP, nbp - g), n = 16 * (q0 + g);
+                    const uint8_t *wu = Wu + (size_t)g * 16 * K + (size_t)kq0 * np * 64;
+                    for (int i = 0; i < mb; i += MR) {
+                        tg_kblk kb = {nkb > 1 ? part + ((size_t)(i / MR) * ngroups + g / NP) * tile_ints : NULL,
+                                      b == 0, b == nkb - 1};
+                        im->kernel(kq, Ab + (size_t)i * J->lda + 4 * kq0, J->lda, wu, &kb, asum + i,
+                                   imin(MR, mb - i), np, imin(16 * np, J->N - n), &J->out, m0 + i, n);
+                    }
                 }
+                kq0 += kq;
             }
         }
     }
