@@ -72,12 +72,15 @@ typedef void (*tg_kernel_fn)(int k4n, const int8_t *a, long lda, const uint8_t *
  * into one micro-panel at Wu. */
 typedef void (*tg_unpack_fn)(const uint8_t *W, int Q, int k4n, int p0, int np, uint8_t *Wu);
 
+/* Row sums of rows A[i*lda + 0..K) for i < rows. */
+typedef void (*tg_rowsum_fn)(const int8_t *A, long lda, int rows, int K, int32_t *sum);
+
 typedef struct {
     rq_tgemm_isa isa;
     int mr, np; /* micro-tile: mr rows x np 16-column panels */
-    int needs_asum;
     tg_kernel_fn kernel;
     tg_unpack_fn unpack;
+    tg_rowsum_fn rowsum; /* NULL: the kernel does not need row sums */
 } tg_impl;
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -97,8 +100,10 @@ static void unpack_scalar(const uint8_t *W, int Q, int k4n, int p0, int np, uint
         }
 }
 
-/* Stores one int32 value at (m, n) the way every kernel does (shared so the
- * float epilogue is the same expression everywhere). */
+/* Stores one int32 value at (m, n) the way every kernel does: the SIMD
+ * epilogues do the same two multiplies and one add per element. Bit
+ * equality across ISAs relies on no FMA contraction, which is the default
+ * of the ISO C mode the project builds in (-std=c11: -ffp-contract=off). */
 static inline void store_one(const tg_out *o, int m, int n, int32_t c) {
     if (o->C) {
         o->C[(size_t)m * o->ldc + n] = c;
@@ -180,6 +185,22 @@ INLINE AVX2_TARGET void store8_avx2(const tg_out *o, int m, int n, int nv, __m25
         y = _mm256_mul_ps(y, _mm256_maskload_ps(o->cs + n, msk));
         if (o->bias) y = _mm256_add_ps(y, _mm256_maskload_ps(o->bias + n, msk));
         _mm256_maskstore_ps(dst, msk, y);
+    }
+}
+
+/* sum a = sum (a ^ 0x80) - 128 K: psadbw adds unsigned bytes in groups of 8. */
+static AVX2_TARGET void rowsum_avx2(const int8_t *A, long lda, int rows, int K, int32_t *sum) {
+    const __m256i flip = _mm256_set1_epi8((char)0x80), zero = _mm256_setzero_si256();
+    for (int i = 0; i < rows; i++) {
+        const int8_t *a = A + (size_t)i * lda;
+        __m256i acc = zero;
+        int k = 0;
+        for (; k + 32 <= K; k += 32)
+            acc = _mm256_add_epi64(acc, _mm256_sad_epu8(_mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(a + k)), flip), zero));
+        __m128i h = _mm_add_epi64(_mm256_castsi256_si128(acc), _mm256_extracti128_si256(acc, 1));
+        int64_t s = _mm_cvtsi128_si64(h) + _mm_extract_epi64(h, 1) - 128 * (int64_t)k;
+        for (; k < K; k++) s += a[k];
+        sum[i] = (int32_t)s;
     }
 }
 
@@ -291,6 +312,20 @@ INLINE VNNI_TARGET void store16_vnni(const tg_out *o, int m, int n, int nv, __m5
     _mm512_mask_storeu_ps(o->Y + (size_t)m * o->ldy + n, msk, y);
 }
 
+static VNNI_TARGET void rowsum_vnni(const int8_t *A, long lda, int rows, int K, int32_t *sum) {
+    const __m512i flip = _mm512_set1_epi8((char)0x80), zero = _mm512_setzero_si512();
+    for (int i = 0; i < rows; i++) {
+        const int8_t *a = A + (size_t)i * lda;
+        __m512i acc = zero;
+        int k = 0;
+        for (; k + 64 <= K; k += 64)
+            acc = _mm512_add_epi64(acc, _mm512_sad_epu8(_mm512_xor_si512(_mm512_loadu_si512(a + k), flip), zero));
+        int64_t s = _mm512_reduce_add_epi64(acc) - 128 * (int64_t)k;
+        for (; k < K; k++) s += a[k];
+        sum[i] = (int32_t)s;
+    }
+}
+
 #define MR_5 8
 #define NP_5 3
 /* C tile (rows x np*16 int32, row-major) minus the row sums, stored. */
@@ -382,9 +417,9 @@ static void kernel_vnni(int k4n, const int8_t *a, long lda, const uint8_t *Wu, c
 /* Dispatch */
 
 static const tg_impl g_impls[] = {
-    {RQ_TGEMM_SCALAR, MR_S, 1, 0, kernel_scalar, unpack_scalar},
-    {RQ_TGEMM_AVX2, MR_2, 1, 1, kernel_avx2, unpack_avx2},
-    {RQ_TGEMM_VNNI, MR_5, NP_5, 1, kernel_vnni, unpack_vnni},
+    {RQ_TGEMM_SCALAR, MR_S, 1, kernel_scalar, unpack_scalar, NULL},
+    {RQ_TGEMM_AVX2, MR_2, 1, kernel_avx2, unpack_avx2, rowsum_avx2},
+    {RQ_TGEMM_VNNI, MR_5, NP_5, kernel_vnni, unpack_vnni, rowsum_vnni},
 };
 static rq_tgemm_isa g_isa = RQ_TGEMM_AUTO; /* AUTO = not chosen yet */
 
@@ -492,13 +527,7 @@ static int tile_run(const tg_impl *im, const tg_job *J, int r0, int r1, int pa, 
     for (int m0 = r0; m0 < r1; m0 += MB) {
         const int mb = imin(MB, r1 - m0);
         const int8_t *Ab = J->A + (size_t)m0 * J->lda;
-        if (im->needs_asum)
-            for (int i = 0; i < mb; i++) {
-                const int8_t *ar = Ab + (size_t)i * J->lda;
-                int32_t s = 0;
-                for (int k = 0; k < K; k++) s += ar[k];
-                asum[i] = s;
-            }
+        if (im->rowsum) im->rowsum(Ab, J->lda, mb, K, asum);
         for (int q0 = pa; q0 < pb; q0 += NBP) {
             const int nbp = imin(NBP, pb - q0);
             for (int g = 0; g < nbp; g += NP)
