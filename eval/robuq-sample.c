@@ -15,6 +15,7 @@
 #include "robuq/export.h"
 #include "robuq/image.h"
 #include "robuq/train.h"
+#include "robuq/vae.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -28,7 +29,10 @@ static void usage(FILE *f) {
             "  --cfg-channels all|reference  guide all eps channels, or the first 3 as the DiT code\n"
             "  --seed N          noise seed\n"
             "  --weights ema|params  which weights of a checkpoint to use (default ema)\n"
-            "  --out FILE.png    output grid (default [sample] out)\n");
+            "  --out FILE.png    output grid (default [sample] out)\n"
+            "  --vae FILE.safetensors  decode latents with a Stable Diffusion VAE (AutoencoderKL decoder,\n"
+            "                    diffusers or ldm names; latents are divided by 0.18215) into RGB images\n"
+            "  --vae-groups N    GroupNorm groups of that VAE (default 32, as Stable Diffusion)\n");
 }
 
 static int parse_int(const char *s, const char *opt, int *out) {
@@ -42,9 +46,21 @@ static int parse_int(const char *s, const char *opt, int *out) {
     return 0;
 }
 
+/* The architecture comes from the tensor shapes; the group count cannot. */
+static rq_status load_vae(const char *path, int groups, rq_vae **vae, rq_err *err) {
+    rq_safetensors st;
+    rq_vae_config vc;
+    if (rq_st_open(path, &st, err)) return err->code;
+    rq_status s = rq_vae_config_infer(&st, &vc, NULL, NULL, 0, err);
+    vc.norm_groups = groups;
+    if (!s) s = rq_vae_load_st(&st, &vc, vae, err);
+    rq_st_close(&st);
+    return s;
+}
+
 int main(int argc, char **argv) {
-    const char *ckpt = NULL, *out = NULL, *weights = "ema", *sampler = NULL, *classes_s = NULL, *cfgch = NULL;
-    int per_class = -1, steps = -1, seed = -1;
+    const char *ckpt = NULL, *out = NULL, *vae_path = NULL, *weights = "ema", *sampler = NULL, *classes_s = NULL, *cfgch = NULL;
+    int per_class = -1, steps = -1, seed = -1, vae_groups = 32;
     float cfg_scale = -1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -68,12 +84,14 @@ int main(int argc, char **argv) {
         const char *v = argv[++i];
         if (!strcmp(a, "--class")) classes_s = v;
         else if (!strcmp(a, "--out")) out = v;
+        else if (!strcmp(a, "--vae")) vae_path = v;
         else if (!strcmp(a, "--weights")) weights = v;
         else if (!strcmp(a, "--sampler")) sampler = v;
         else if (!strcmp(a, "--cfg-channels")) cfgch = v;
         else if (!strcmp(a, "--per-class")) { if (parse_int(v, a, &per_class)) return 2; }
         else if (!strcmp(a, "--steps")) { if (parse_int(v, a, &steps)) return 2; }
         else if (!strcmp(a, "--seed")) { if (parse_int(v, a, &seed)) return 2; }
+        else if (!strcmp(a, "--vae-groups")) { if (parse_int(v, a, &vae_groups) || vae_groups < 1) return 2; }
         else if (!strcmp(a, "--cfg")) {
             char *end;
             cfg_scale = strtof(v, &end);
@@ -96,6 +114,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     rq_err err = {0};
+    rq_vae *vae = NULL;
+    float *rgb = NULL;
     rq_dit m;
     rq_config *cfg = NULL;
     rq_diffusion d = {0};
@@ -143,18 +163,33 @@ int main(int argc, char **argv) {
     fprintf(stderr, "robuq-sample: %s (%s), %d classes x %d, %s %d steps, cfg %.2f\n", ckpt,
             rq_export_is(ckpt) ? "export, integer kernels" : !strcmp(weights, "ema") ? "ema weights" : "params", nc, per,
             o.sampler == RQ_SAMPLER_DDIM ? "ddim" : "ddpm", o.steps, (double)o.cfg_scale);
+    /* the VAE is loaded before sampling so a bad file fails fast */
+    if (vae_path && load_vae(vae_path, vae_groups, &vae, &err)) goto fail;
     double t0 = rq_now();
-    if (rq_sample(&m, &d, &o, y, N, x, 1, &err) ||
-        rq_image_grid_save(out, x, N, m.cfg.in_channels, m.cfg.input_size, m.cfg.input_size, per, &err))
+    if (rq_sample(&m, &d, &o, y, N, x, 1, &err)) goto fail;
+    if (vae) {
+        int S = m.cfg.input_size, up = rq_vae_upscale(vae);
+        rgb = malloc((size_t)N * 3 * (S * up) * (S * up) * sizeof(float));
+        if (!rgb) {
+            rq_err_set(&err, RQ_ENOMEM, "out of memory for %d decoded images", N);
+            goto fail;
+        }
+        fprintf(stderr, "robuq-sample: decoding %d latents with %s\n", N, vae_path);
+        if (rq_vae_decode(vae, x, N, S, S, rgb, &err) || rq_image_grid_save(out, rgb, N, 3, S * up, S * up, per, &err))
+            goto fail;
+    } else if (rq_image_grid_save(out, x, N, m.cfg.in_channels, m.cfg.input_size, m.cfg.input_size, per, &err)) {
         goto fail;
+    }
     printf("wrote %s (%d x %d images, %.1f s)\n", out, nc, per, rq_now() - t0);
-    free(y), free(x);
+    free(y), free(x), free(rgb);
+    rq_vae_free(vae);
     rq_diffusion_free(&d);
     rq_dit_free(&m);
     rq_config_free(cfg);
     return 0;
 fail:
     fprintf(stderr, "robuq-sample: %s\n", err.msg);
+    rq_vae_free(vae);
     rq_diffusion_free(&d);
     rq_dit_free(&m);
     rq_config_free(cfg);

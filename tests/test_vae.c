@@ -11,6 +11,8 @@
 #include "testutil.h"
 
 #include "robuq/conv2d.h"
+#include "robuq/dataset.h"
+#include "robuq/image.h"
 #include "robuq/gemm.h"
 #include "robuq/h5io.h"
 #include "robuq/safetensors.h"
@@ -534,6 +536,53 @@ static void test_bench_full(void **state) {
     rq_vae_free(vae);
 }
 
+/* robuq-sample --vae: a tiny latent DiT (4x4x4 latents) trained for two
+ * steps, sampled, and decoded by the tiny reference VAE into 32x32 RGB. */
+static void test_sample_with_vae(void **state) {
+    const char *dir = ((tu_dir *)*state)->dir;
+    int n = 16;
+    float *lat = malloc((size_t)n * 64 * sizeof(float));
+    int32_t lab[16];
+    uint64_t s = 4;
+    for (int i = 0; i < n * 64; i++) lat[i] = tu_uniform(&s, -1, 1);
+    for (int i = 0; i < n; i++) lab[i] = i % 2;
+    rq_dataset_src src = {.kind = RQ_DATA_LATENTS, .n = n, .c = 4, .h = 4, .w = 4, .latents = lat, .labels = lab,
+                          .num_classes = 2, .scale = 0.18215, .compression = -1};
+    char path[512], ini[512], cmd[2048];
+    snprintf(path, sizeof path, "%s/lat.h5", dir);
+    rq_err e = {0};
+    if (rq_dataset_write(path, &src, &e)) fail_msg("%s", e.msg);
+    free(lat);
+    snprintf(ini, sizeof ini, "%s/lat.ini", dir);
+    FILE *f = fopen(ini, "w");
+    fprintf(f, "[model]\ninput_size = 4\nin_channels = 4\npatch_size = 2\nhidden_size = 32\ndepth = 1\nnum_heads = 2\n"
+               "num_classes = 2\n[data]\npath = %s\n[train]\nbatch_size = 4\nsteps = 2\nckpt_every = 0\nout_dir = %s/run\n"
+               "[sample]\nsteps = 3\nper_class = 2\n", path, dir);
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s/robuq-train %s > %s/train.out 2>&1", ROBUQ_BIN_DIR, ini, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "%s/robuq-sample %s/run/ckpt_last.h5 --vae %svae_tiny.safetensors --vae-groups 4 --out %s/rgb.png > %s/s.out 2>&1",
+             ROBUQ_BIN_DIR, dir, REF_DIR, dir, dir);
+    if (system(cmd)) {
+        snprintf(cmd, sizeof cmd, "cat %s/s.out", dir);
+        (void)system(cmd);
+        fail_msg("robuq-sample --vae failed");
+    }
+    uint8_t *px;
+    int w, h, c;
+    snprintf(path, sizeof path, "%s/rgb.png", dir);
+    if (rq_png_read(path, &px, &w, &h, &c, &e)) fail_msg("%s", e.msg);
+    assert_int_equal(c, 3);
+    assert_true(w >= 2 * 32 && h >= 2 * 32); /* a 2 x 2 grid of 32x32 RGB images (plus borders) */
+    free(px);
+    /* a bad VAE file fails before sampling, naming the file */
+    snprintf(cmd, sizeof cmd, "%s/robuq-sample %s/run/ckpt_last.h5 --vae %s/lat.h5 --out %s/x.png 2> %s/e.out",
+             ROBUQ_BIN_DIR, dir, dir, dir, dir);
+    assert_int_not_equal(system(cmd), 0);
+    snprintf(cmd, sizeof cmd, "grep -q 'lat.h5' %s/e.out", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv2d),
@@ -547,6 +596,7 @@ int main(void) {
         cmocka_unit_test(test_decode_args),
         cmocka_unit_test(test_to_u8),
         cmocka_unit_test(test_bench_full),
+        cmocka_unit_test_setup_teardown(test_sample_with_vae, tu_dir_setup, tu_dir_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
