@@ -141,6 +141,8 @@ int main(int argc, char **argv) {
 
     double t0 = rq_now();
     rq_err err = {0};
+    rq_safetensors st;
+    memset(&st, 0, sizeof st);
     rq_config *cfg = rq_config_new();
     if (!cfg) {
         fprintf(stderr, PROG ": out of memory\n");
@@ -164,6 +166,7 @@ int main(int argc, char **argv) {
         if (bad) {
             fprintf(stderr, PROG ": --preset %s: %s\nTry '" PROG " --help'.\n", preset, err.msg);
             rq_config_free(cfg);
+            rq_st_close(&st);
             return 2;
         }
     }
@@ -171,12 +174,14 @@ int main(int argc, char **argv) {
         if (rq_config_set(cfg, sets[i], &err)) {
             fprintf(stderr, PROG ": --set %s: %s\n", sets[i], err.msg);
             rq_config_free(cfg);
+            rq_st_close(&st);
             return 2;
         }
     rq_dit_config mc;
     rq_dit_import_report rep;
-    if (rq_model_config_from(cfg, &mc, &err) || rq_dit_init(&m, &mc, 0, &err) ||
-        rq_dit_import_file(&m, pos[0], &io, &rep, &err) || rq_ema_init(&ema, &m, &err))
+    /* the file before the model, so a bad file fails before a big allocation */
+    if (rq_model_config_from(cfg, &mc, &err) || rq_st_open(pos[0], &st, &err) || rq_dit_init(&m, &mc, 0, &err) ||
+        rq_dit_import(&m, &st, &io, &rep, &err) || rq_ema_init(&ema, &m, &err))
         goto out_err;
     meta.config_text = rq_config_to_string(cfg);
     if (!meta.config_text) {
@@ -200,5 +205,6 @@ out:
     rq_ema_free(&ema);
     rq_dit_free(&m);
     rq_config_free(cfg);
+    rq_st_close(&st);
     return rc;
 }

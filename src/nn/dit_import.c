@@ -69,28 +69,34 @@ static int push_param(src_list *L, rq_tensor *p, const char *name) {
     return push(L, SRC_PARAM, p, 0, p->ndim, sh, "%s", name) ? 0 : -1;
 }
 
-/* weight + bias of a linear under a file prefix ("proj_out_2" -> .weight/.bias). */
+/* weight + bias of a linear under a file prefix ("proj_out_2" -> .weight/.bias);
+ * NULL: the parameters' own names. */
 static int push_linear(src_list *L, rq_dit_linear *lin, const char *file_prefix) {
     char nm[160];
+    if (!file_prefix) return push_param(L, lin->w, lin->w->name) || push_param(L, lin->b, lin->b->name) ? -1 : 0;
     snprintf(nm, sizeof nm, "%s.weight", file_prefix);
     if (push_param(L, lin->w, nm)) return -1;
     snprintf(nm, sizeof nm, "%s.bias", file_prefix);
     return push_param(L, lin->b, nm);
 }
 
+/* The reference parameters (not extras such as low-rank factors a quantizer
+ * may have registered), under their own (= original DiT) names. */
 static int build_original(src_list *L, rq_dit *m) {
-    /* Our parameter names are the original ones. */
-    for (int i = 0; i < m->n_params; i++) {
-        rq_tensor *p = m->params[i];
-        if (p == m->y_table) {
-            int64_t sh[2] = {p->shape[0], p->shape[1]};
-            src_t *sc = push(L, SRC_TABLE, p, 0, 2, sh, "%s", p->name);
-            if (!sc) return -1;
-            sc->table = 1;
-        } else if (push_param(L, p, p->name)) {
-            return -1;
-        }
+    rq_dit_linear *pre[] = {&m->x_embed, &m->t_mlp0, &m->t_mlp2};
+    for (int i = 0; i < 3; i++)
+        if (push_linear(L, pre[i], NULL)) return -1;
+    int64_t sh[2] = {m->y_table->shape[0], m->y_table->shape[1]};
+    src_t *sc = push(L, SRC_TABLE, m->y_table, 0, 2, sh, "%s", m->y_table->name);
+    if (!sc) return -1;
+    sc->table = 1;
+    for (int b = 0; b < m->cfg.depth; b++) {
+        rq_dit_block *k = &m->blocks[b];
+        rq_dit_linear *ls[] = {&k->qkv, &k->proj, &k->fc1, &k->fc2, &k->adaln};
+        for (int i = 0; i < 5; i++)
+            if (push_linear(L, ls[i], NULL)) return -1;
     }
+    if (push_linear(L, &m->final_linear, NULL) || push_linear(L, &m->final_adaln, NULL)) return -1;
     int T = rq_dit_tokens(&m->cfg), D = m->cfg.hidden_size;
     return push(L, SRC_POS, NULL, 0, 3, (int64_t[]){1, T, D}, "pos_embed") ? 0 : -1;
 }
