@@ -315,18 +315,72 @@ static int cmd_pngdir(int argc, char **argv) {
 /* ------------------------------------------------------------------ npy */
 
 static const char *NPY_HELP =
-    "usage: " PROG " npy LATENTS.npy LABELS.npy OUT.h5 [--scale S] [--num-classes N]\n"
+    "usage: " PROG " npy LATENTS LABELS OUT.h5 [--scale S] [--num-classes N]\n"
+    "       " PROG " npy ARCHIVE.npz OUT.h5 [--latents-key K] [--labels-key K] [--scale S] [--num-classes N]\n"
     "\n"
-    "Convert VAE latents (N,C,H,W; dtype f2/f4/f8) and integer labels (N) from\n"
-    ".npy files into a latents dataset. The stored latents are unscaled; the\n"
-    "loader multiplies them by S.\n"
-    "  --scale S        latent scale factor (default 0.18215, the SD VAE)\n"
-    "  --num-classes N  number of classes (default: largest label + 1)\n"
-    ".npz archives are not supported: save each array with numpy.save.\n";
+    "Convert VAE latents (N,C,H,W; dtype f2/f4/f8) and integer labels (N) into a\n"
+    "latents dataset. LATENTS and LABELS are each\n"
+    "  FILE.npy           one array (numpy.save)\n"
+    "  ARCHIVE.npz:NAME   a member of an .npz archive (numpy.savez, stored, or\n"
+    "                     numpy.savez_compressed, deflated)\n"
+    "  DIR                a folder of per-sample files 0.npy, 1.npy, ... concatenated\n"
+    "                     in index order, each (C,H,W) / (k,C,H,W) resp. () / (k,):\n"
+    "                     fast-DiT's extract_features.py writes imagenet256_features/\n"
+    "                     (1,4,32,32) and imagenet256_labels/ (1,)\n"
+    "With a single ARCHIVE.npz both arrays come from it: latents from the member\n"
+    "--latents-key (default: the first of latents, features, x, arr_0), labels\n"
+    "from --labels-key (default: labels, y, arr_1).\n"
+    "The latents are stored as given; the loader multiplies them by S.\n"
+    "  --scale S        latent scale factor. Default 0.18215 (the SD VAE) for files;\n"
+    "                   1 for folders, because fast-DiT saves its features already\n"
+    "                   multiplied by 0.18215. A warning is printed when the scaled\n"
+    "                   latents' std is far from 1.\n"
+    "  --num-classes N  number of classes (default: largest label + 1)\n";
+
+/* latents (N,C,H,W) as float, or labels (N) as int, from a file, archive member
+ * or per-sample folder. */
+static rq_status load_array(const char *spec, int labels, void **data, rq_npy_header *h, rq_err *err) {
+    struct stat sb;
+    if (stat(spec, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return labels ? rq_npy_dir_read_i32(spec, 0, (int32_t **)data, h, err)
+                      : rq_npy_dir_read_f32(spec, 3, (float **)data, h, err);
+    return labels ? rq_npy_load_i32(spec, (int32_t **)data, h, err) : rq_npy_load_f32(spec, (float **)data, h, err);
+}
+
+/* "ARCHIVE.npz" -> "ARCHIVE.npz:KEY" with KEY the given one or the first
+ * default name the archive has. */
+static int npz_spec(const char *archive, const char *key, const char *const *defaults, int nd, char *out,
+                    size_t cap, rq_err *err) {
+    if (key) {
+        snprintf(out, cap, "%s:%s", archive, key);
+        return 0;
+    }
+    rq_npz z;
+    if (rq_npz_open(archive, &z, err) != RQ_OK) return -1;
+    for (int i = 0; i < nd; i++)
+        if (rq_npz_find(&z, defaults[i])) {
+            snprintf(out, cap, "%s:%s", archive, defaults[i]);
+            rq_npz_close(&z);
+            return 0;
+        }
+    char list[256] = "";
+    size_t k = 0;
+    for (int i = 0; i < z.n && k < sizeof list - 1; i++)
+        k += (size_t)snprintf(list + k, sizeof list - k, "%s%s", i ? ", " : "", z.members[i].name);
+    rq_err_set(err, RQ_EFORMAT, "%s: none of the members (%s) is named %s or %s...: give --%s-key", archive,
+               z.n ? list : "none", defaults[0], defaults[1], nd == 4 ? "latents" : "labels");
+    rq_npz_close(&z);
+    return -1;
+}
+
+static int ends_with(const char *s, const char *suf) {
+    size_t n = strlen(s), k = strlen(suf);
+    return n >= k && !strcmp(s + n - k, suf);
+}
 
 static int cmd_npy(int argc, char **argv) {
-    const char *pos[3];
-    int npos = 0, nc = 0;
+    const char *pos[3], *lat_key = NULL, *lab_key = NULL;
+    int npos = 0, nc = 0, scale_given = 0;
     double scale = 0.18215;
     for (int i = 1; i < argc; i++) {
         const char *v;
@@ -337,6 +391,11 @@ static int cmd_npy(int argc, char **argv) {
             nc = (int)parse_long(v, "--num-classes", "npy ", 1, 1 << 24);
         } else if ((v = opt_value(argc, argv, &i, "--scale", "npy "))) {
             scale = parse_double(v, "--scale", "npy ");
+            scale_given = 1;
+        } else if ((v = opt_value(argc, argv, &i, "--latents-key", "npy "))) {
+            lat_key = v;
+        } else if ((v = opt_value(argc, argv, &i, "--labels-key", "npy "))) {
+            lab_key = v;
         } else if (argv[i][0] == '-' && argv[i][1]) {
             usage_error("npy ", "unknown option '%s'", argv[i]);
         } else if (npos < 3) {
@@ -345,39 +404,66 @@ static int cmd_npy(int argc, char **argv) {
             usage_error("npy ", "too many arguments ('%s')", argv[i]);
         }
     }
-    if (npos != 3) usage_error("npy ", "expected LATENTS.npy LABELS.npy OUT.h5");
-    double t0 = rq_now();
+    char lat_spec[4200], lab_spec[4200];
+    const char *out;
     rq_err err = {0};
+    if (npos == 2 && ends_with(pos[0], ".npz")) {
+        static const char *lat_def[] = {"latents", "features", "x", "arr_0"}, *lab_def[] = {"labels", "y", "arr_1"};
+        if (npz_spec(pos[0], lat_key, lat_def, 4, lat_spec, sizeof lat_spec, &err) ||
+            npz_spec(pos[0], lab_key, lab_def, 3, lab_spec, sizeof lab_spec, &err))
+            return fail(&err);
+        out = pos[1];
+    } else if (npos == 3) {
+        if (lat_key || lab_key) usage_error("npy ", "--latents-key / --labels-key go with a single ARCHIVE.npz");
+        snprintf(lat_spec, sizeof lat_spec, "%s", pos[0]);
+        snprintf(lab_spec, sizeof lab_spec, "%s", pos[1]);
+        out = pos[2];
+    } else {
+        usage_error("npy ", "expected LATENTS LABELS OUT.h5 or ARCHIVE.npz OUT.h5");
+    }
+    struct stat sb;
+    int from_dir = stat(lat_spec, &sb) == 0 && S_ISDIR(sb.st_mode);
+    if (from_dir && !scale_given) scale = 1.0; /* fast-DiT features are pre-scaled */
+    double t0 = rq_now();
     float *x = NULL;
     int32_t *y = NULL;
     rq_npy_header hx, hy;
     int rc = 1;
-    if (rq_npy_read_f32(pos[0], &x, &hx, &err) != RQ_OK) return fail(&err);
+    if (load_array(lat_spec, 0, (void **)&x, &hx, &err) != RQ_OK) return fail(&err);
     if (hx.ndim != 4 || hx.shape[0] < 1 || hx.shape[1] < 1 || hx.shape[2] < 1 || hx.shape[3] < 1) {
-        fprintf(stderr, PROG ": %s: latents must have shape (N,C,H,W), got %d dims\n", pos[0], hx.ndim);
+        fprintf(stderr, PROG ": %s: latents must have shape (N,C,H,W), got %d dims\n", lat_spec, hx.ndim);
         goto done;
     }
-    if (rq_npy_read_i32(pos[1], &y, &hy, &err) != RQ_OK) {
+    if (load_array(lab_spec, 1, (void **)&y, &hy, &err) != RQ_OK) {
         rc = fail(&err);
         goto done;
     }
     if (hy.ndim != 1 || hy.shape[0] != hx.shape[0]) {
-        fprintf(stderr, PROG ": %s: labels must have shape (%ld,) to match %s\n", pos[1], hx.shape[0], pos[0]);
+        fprintf(stderr, PROG ": %s: labels must have shape (%ld,) to match %s\n", lab_spec, hx.shape[0], lat_spec);
         goto done;
     }
-    if (check_labels(pos[1], y, hy.shape[0], nc)) goto done;
+    if (check_labels(lab_spec, y, hy.shape[0], nc)) goto done;
+    double sum = 0, sum2 = 0;
     for (long i = 0; i < hx.numel; i++) {
         if (!isfinite(x[i])) {
-            fprintf(stderr, PROG ": %s: non-finite value at flat index %ld\n", pos[0], i);
+            fprintf(stderr, PROG ": %s: non-finite value at flat index %ld\n", lat_spec, i);
             goto done;
         }
+        sum += x[i];
+        sum2 += (double)x[i] * x[i];
     }
-    char src[8192 + 16];
-    snprintf(src, sizeof src, "npy: %s, %s", pos[0], pos[1]);
+    double mean = sum / (double)hx.numel, sd = sqrt(fmax(sum2 / (double)hx.numel - mean * mean, 0.0)) * scale;
+    if (hx.numel > 1 && (sd < 0.3 || sd > 3.0))
+        fprintf(stderr, PROG ": warning: latents * %g have std %.3g (about 1 expected): %s\n", scale, sd,
+                sd < 0.3 ? "already-scaled latents (fast-DiT features) need --scale 1"
+                         : "raw SD-VAE latents need --scale 0.18215");
+    char src[8500];
+    snprintf(src, sizeof src, "npy: %s, %s", lat_spec, lab_spec);
     rq_dataset_src s = {.kind = RQ_DATA_LATENTS, .n = hx.shape[0], .c = (int)hx.shape[1],
                         .h = (int)hx.shape[2], .w = (int)hx.shape[3], .latents = x, .labels = y,
                         .num_classes = nc, .scale = scale, .source = src, .compression = -1};
-    rc = write_dataset(pos[2], &s, t0);
+    rc = write_dataset(out, &s, t0);
+    if (!rc) printf("%s: latent scale %g (std of scaled latents %.3g)\n", out, scale, sd);
 done:
     free(x);
     free(y);
@@ -483,8 +569,10 @@ static const char *MAIN_HELP =
     "                                                     package dataset-fashion-mnist)\n"
     "  idx IMAGES LABELS OUT.h5 [--num-classes N]         IDX files (.gz or plain)\n"
     "  pngdir DIR LABELS.txt OUT.h5 [--num-classes N]     folder of PNGs + labels list\n"
-    "  npy LATENTS.npy LABELS.npy OUT.h5 [--scale S] [--num-classes N]\n"
-    "                                                     .npy latents (.npz not supported)\n"
+    "  npy LATENTS LABELS OUT.h5 [--scale S] [--num-classes N]\n"
+    "                                                     latents + labels from .npy files,\n"
+    "                                                     .npz members or fast-DiT folders\n"
+    "  npy ARCHIVE.npz OUT.h5 [--latents-key K] [--labels-key K]   both from one .npz\n"
     "  info FILE.h5                                       describe a dataset file\n"
     "\n"
     "Exit status: 0 ok, 1 file or data error, 2 usage error.\n";

@@ -314,7 +314,7 @@ static void test_npy(void **state) {
     fwrite("PK\x03\x04zipzipzip", 1, 13, f);
     fclose(f);
     assert_int_equal(rq_npy_read_f32(p, &x, NULL, &err), RQ_EFORMAT);
-    assert_true(contains(err.msg, ".npz archives are not supported"));
+    assert_true(contains(err.msg, "this is an .npz archive: give ARCHIVE.npz:NAME"));
 }
 
 /* ------------------------------------------------------------------ dataset file */
