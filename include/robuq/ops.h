@@ -30,6 +30,25 @@ void rq_softmax_rows(const float *x, float *y, long rows, int D);
  * (3, heads, dh) in the last dim) -> [N,T,D]. Keeps only the per-row
  * log-sum-exp for backward; probabilities are recomputed there. */
 rq_tensor *rq_attention(rq_graph *g, rq_tensor *qkv, int heads);
+/* Attention with fake-quantized matmul operands (QAT), bits 1..8; bits = 0
+ * is rq_attention (same code, bit for bit). method: rq_actq_method (quant.h).
+ *   q, k, v: every row of dh values (one token, one head) is quantized by
+ *     the per-row activation quantizer at `bits` (8 bits: asymmetric
+ *     mid-tread int8 codes [-128, 127]); STE with the quantizer's clip mask.
+ *     The DiT uses min-max here (rq_dit_quantize): these rows are short
+ *     (dh = 64: max|x| of 64 Gaussians is ~2.4 sigma, well inside the
+ *     robust clip alpha_8 = 3.9 sigma, so min-max has the finer step) and
+ *     not Hadamard-rotated, and min-max never clips (mask = 1).
+ *   P = softmax(q_hat k_hat^T / sqrt(dh)) in [0, 1]: static unsigned grid
+ *     P_hat = rint(P * L) / L, L = 2^bits - 1 (u8 codes at 8 bits), never
+ *     clipped, STE identity. O = P_hat v_hat.
+ *   Backward: dP = dO v_hat^T passes straight to the softmax backward with
+ *     the unquantized P; dv = P_hat^T dO, dq / dk from dS with k_hat / q_hat,
+ *     each times its STE mask.
+ * Kept for backward (instead of the log-sum-exp): the int8 codes of qkv,
+ * one float unit per dh-row and each softmax row's max and 1/sum. The
+ * integer-inference form is rq_attention_int (iattn.h). */
+rq_tensor *rq_attention_q(rq_graph *g, rq_tensor *qkv, int heads, int bits, int method);
 /* out[i,:] = table[idx[i],:], out shape [n, D]. idx copied. */
 rq_tensor *rq_embedding(rq_graph *g, rq_tensor *table, const int *idx, int n);
 /* DiT timestep embedding [n, dim]: [cos(t f_i), sin(t f_i)], f_i =
