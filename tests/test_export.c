@@ -72,6 +72,8 @@ typedef struct {
     const char *name;
     int act_bits, adaln_bits, method, hadamard, proj_fc2_only;
     const char *map; /* precision map text or NULL */
+    int lowrank;     /* rank of the low-rank branch, 0 = none */
+    int attn_bits;   /* fake-quant attention matmuls, 0 = fp */
 } variant;
 
 static void check_variant(const char *dir, const variant *v, rq_tpack_format packing) {
@@ -87,8 +89,11 @@ static void check_variant(const char *dir, const variant *v, rq_tpack_format pac
     rq_quant_opts q = {.enabled = 1, .weight_ternary = 1, .act_bits = v->act_bits, .adaln_act_bits = v->adaln_bits,
                        .method = v->method, .hadamard = v->hadamard, .hadamard_proj_fc2_only = v->proj_fc2_only,
                        .precision_map = map_path};
+    q.lowrank_rank = v->lowrank;
+    q.attn_bits = v->attn_bits;
     rq_err e = {0};
-    if (rq_dit_quantize(&m, &q, &e)) fail_msg("%s: %s", v->name, e.msg);
+    if (rq_dit_quantize(&m, &q, &e) || rq_dit_add_lowrank(&m, &q, &e) || rq_dit_lowrank_init(&m, &e))
+        fail_msg("%s: %s", v->name, e.msg);
     long n1, n2;
     float *ref = forward(&m, &n1);
 
@@ -126,15 +131,19 @@ static void check_variant(const char *dir, const variant *v, rq_tpack_format pac
 static void test_parity(void **state) {
     const char *dir = ((tu_dir *)*state)->dir;
     const variant vs[] = {
-        {"a2", 2, 4, RQ_ACTQ_ROBUST, 1, 0, NULL},
-        {"a3", 3, 4, RQ_ACTQ_ROBUST, 1, 0, NULL},
-        {"a4", 4, 4, RQ_ACTQ_ROBUST, 1, 0, NULL},
-        {"a8", 8, 8, RQ_ACTQ_ROBUST, 1, 0, NULL},
+        {"a2", 2, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0},
+        {"a3", 3, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0},
+        {"a4", 4, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0},
+        {"a8", 8, 8, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0},
         {"mixed", 2, 4, RQ_ACTQ_ROBUST, 1, 0,
-         "blocks.0.attn.qkv 3\nblocks.0.attn.proj 1\nblocks.0.mlp.fc1 4\nblocks.1.mlp.fc2 2\nblocks.1.attn.qkv 1\n"},
-        {"a2_minmax", 2, 4, RQ_ACTQ_MINMAX, 0, 0, NULL},
-        {"a4_projfc2", 4, 4, RQ_ACTQ_ROBUST, 1, 1, NULL},
-        {"w158_fp_act", 0, 0, RQ_ACTQ_ROBUST, 1, 0, NULL},
+         "blocks.0.attn.qkv 3\nblocks.0.attn.proj 1\nblocks.0.mlp.fc1 4\nblocks.1.mlp.fc2 2\nblocks.1.attn.qkv 1\n", 0, 0},
+        {"a2_minmax", 2, 4, RQ_ACTQ_MINMAX, 0, 0, NULL, 0, 0},
+        {"a4_projfc2", 4, 4, RQ_ACTQ_ROBUST, 1, 1, NULL, 0, 0},
+        {"w158_fp_act", 0, 0, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0},
+        {"a4_lowrank8", 4, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 8, 0},
+        {"fp_act_lowrank4", 0, 0, RQ_ACTQ_ROBUST, 1, 0, NULL, 4, 0},
+        {"a2_attn8", 2, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 8},
+        {"a4_attn4_lr4", 4, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 4, 4},
     };
     for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
         check_variant(dir, &vs[i], RQ_TPACK_TRIT5);
@@ -304,6 +313,37 @@ static void test_tools(void **state) {
     snprintf(png, sizeof png, "%s/y.h5", dir);
     assert_int_equal(access(png, F_OK), -1);
     assert_int_equal(sh("%s/robuq-export %s/x.h5 2> /dev/null", ROBUQ_BIN_DIR, dir), 2);
+
+    /* low-rank branch: QAT from the fp run, 4 steps straight == 2 + resume 2 */
+    const char *lr = "--set quant.lowrank_rank=4 --set train.steps=4";
+    assert_int_equal(sh("%s/robuq-train %s %s --set train.init_from=%s/fp/ckpt_last.h5 --set train.out_dir=%s/lr "
+                        "> %s/lr.out 2>&1", ROBUQ_BIN_DIR, ini, lr, dir, dir, dir), 0);
+    assert_int_equal(sh("grep -q 'low-rank branch of rank 4' %s/lr/train.log", dir), 0);
+    assert_int_equal(sh("%s/robuq-train %s %s --set train.init_from=%s/fp/ckpt_last.h5 --set train.out_dir=%s/lr2 "
+                        "--set train.steps=2 > /dev/null 2>&1", ROBUQ_BIN_DIR, ini, lr, dir, dir), 0);
+    assert_int_equal(sh("%s/robuq-train %s %s --set train.init_from=%s/fp/ckpt_last.h5 --set train.out_dir=%s/lr2 "
+                        "> /dev/null 2>&1", ROBUQ_BIN_DIR, ini, lr, dir, dir), 0);
+    char a[700], b[700];
+    snprintf(a, sizeof a, "%s/lr/ckpt_last.h5", dir);
+    snprintf(b, sizeof b, "%s/lr2/ckpt_last.h5", dir);
+    rq_h5_reader *ra = rq_h5r_open(a, &e), *rb = rq_h5r_open(b, &e);
+    assert_non_null(ra);
+    assert_non_null(rb);
+    float la[4], lb[4], fa[32 * 4], fb[32 * 4];
+    assert_int_equal(rq_h5r_read_f32(ra, "/log/loss", la, 4, &e), RQ_OK);
+    assert_int_equal(rq_h5r_read_f32(rb, "/log/loss", lb, 4, &e), RQ_OK);
+    assert_memory_equal(la, lb, sizeof la);
+    /* the factors are trained parameters with Adam state and EMA */
+    assert_int_equal(rq_h5r_read_f32(ra, "/params/blocks.1.mlp.fc2.lowrank_A", fa, 32 * 4, &e), RQ_OK);
+    assert_int_equal(rq_h5r_read_f32(rb, "/params/blocks.1.mlp.fc2.lowrank_A", fb, 32 * 4, &e), RQ_OK);
+    assert_memory_equal(fa, fb, sizeof fa);
+    assert_int_equal(rq_h5r_exists(ra, "/optim/v/blocks.0.attn.qkv.lowrank_B"), 1);
+    assert_int_equal(rq_h5r_exists(ra, "/ema/blocks.0.adaLN_modulation.1.lowrank_B"), 1);
+    rq_h5r_close(ra), rq_h5r_close(rb);
+    /* export carries the branch; sampling the export works */
+    assert_int_equal(sh("%s/robuq-export %s/lr/ckpt_last.h5 %s/lr.h5 > /dev/null 2>&1 && "
+                        "%s/robuq-sample %s/lr.h5 --out %s/lr.png > /dev/null 2>&1",
+                        ROBUQ_BIN_DIR, dir, dir, ROBUQ_BIN_DIR, dir, dir), 0);
     assert_int_equal(sh("%s/robuq-export a b --packing 3bit 2> /dev/null", ROBUQ_BIN_DIR), 2);
 }
 

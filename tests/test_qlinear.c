@@ -1,11 +1,14 @@
 /* test_qlinear.c: the fake-quantized linear used for QAT (Hadamard rotation,
  * per-token activation quantizer, ternary weights, STE gradients) and the
  * model-wide wiring ([quant] options, precision maps, error messages). */
+#include <math.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "robuq/ops.h"
 #include "robuq/qlinear.h"
+#include "robuq/svd.h"
+#include "robuq/train.h"
 #include "testutil.h"
 
 static rq_tensor *param(int ndim, const int *shape, uint64_t seed) {
@@ -237,6 +240,119 @@ static void test_unsupported_hadamard_names_layer(void **state) {
     rq_dit_free(&m);
 }
 
+/* Low-rank branch: the SVD init is the best rank-r fit of W' (Eckart-Young,
+ * checked against the exact Jacobi singular values), the forward is
+ * x_q ternary(W' - AB)^T + (x H) B^T A^T + b, and A, B get exactly the
+ * gradient of their own branch (the residual's AB is stop-gradient). */
+static void test_lowrank_branch(void **state) {
+    rq_dit m;
+    rq_err e = {0};
+    rq_dit_config c = tiny_cfg(32);
+    assert_int_equal(rq_dit_init(&m, &c, 3, &e), RQ_OK);
+    int np = m.n_params, r = 4;
+    rq_quant_opts o = {.enabled = 1, .weight_ternary = 1, .act_bits = 3, .adaln_act_bits = 4,
+                       .method = RQ_ACTQ_ROBUST, .hadamard = 1, .lowrank_rank = r};
+    assert_int_equal(rq_dit_quantize(&m, &o, &e), RQ_OK);
+    assert_int_equal(rq_dit_add_lowrank(&m, &o, &e), RQ_OK);
+    assert_int_equal(m.n_params, np + 2 * 2 * 5); /* 2 blocks x 5 ternary linears x (A, B) */
+    assert_int_equal(rq_dit_add_lowrank(&m, &o, &e), RQ_OK); /* idempotent */
+    assert_int_equal(m.n_params, np + 20);
+    rq_dit_linear *L = &m.blocks[1].fc1;
+    assert_non_null(rq_dit_param(&m, "blocks.1.mlp.fc1.lowrank_A"));
+    assert_true(L->lr_a->shape[0] == 128 && L->lr_a->shape[1] == r && L->lr_b->shape[0] == r && L->lr_b->shape[1] == 32);
+    assert_int_equal(rq_dit_lowrank_init(&m, &e), RQ_OK);
+
+    /* init quality: ||W' - AB||_F vs the optimum from exact singular values */
+    int out = 128, in = 32;
+    double *wh = malloc(sizeof(double) * out * in), sv[32];
+    float *tmp = malloc(sizeof(float) * out * in);
+    memcpy(tmp, L->w->data, sizeof(float) * out * in);
+    rq_hadamard_apply(&L->q->had, tmp, out);
+    for (int i = 0; i < out * in; i++) wh[i] = tmp[i];
+    assert_int_equal(rq_svd_jacobi(wh, out, in, NULL, sv, NULL, &e), RQ_OK);
+    double opt = 0, got = 0;
+    for (int i = r; i < in; i++) opt += sv[i] * sv[i];
+    for (int i = 0; i < out; i++)
+        for (int j = 0; j < in; j++) {
+            double ab = 0;
+            for (int k = 0; k < r; k++) ab += (double)L->lr_a->data[i * r + k] * L->lr_b->data[k * in + j];
+            got += (wh[i * in + j] - ab) * (wh[i * in + j] - ab);
+        }
+    if (sqrt(got) > 1.02 * sqrt(opt)) fail_msg("low-rank init error %.5g vs optimum %.5g", sqrt(got), sqrt(opt));
+
+    /* forward and branch gradients against the formula */
+    rq_graph g;
+    rq_graph_init(&g, 8 << 20);
+    int T = 6;
+    rq_tensor *x = rq_tensor_arena(&g, 2, (int[]){T, in});
+    uint64_t sd = 5;
+    tu_fill(&sd, x->data, x->n, -1, 1);
+    rq_zero_grads(&m);
+    rq_tensor *y = rq_qlinear_forward(&g, L, x);
+    assert_non_null(y);
+    rq_tensor *loss = rq_sum(&g, rq_mul(&g, y, y));
+    assert_int_equal(rq_backward(&g, loss), RQ_OK);
+    float *xh = malloc(sizeof(float) * T * in), *xq = malloc(sizeof(float) * T * in), *res = malloc(sizeof(float) * out * in);
+    memcpy(xh, x->data, sizeof(float) * T * in);
+    rq_hadamard_apply(&L->q->had, xh, T);
+    rq_actq_cfg ac = {3, RQ_ACTQ_ROBUST};
+    rq_actq_rowwise(xh, xq, NULL, T, in, &ac);
+    for (int i = 0; i < out; i++)
+        for (int j = 0; j < in; j++) {
+            double ab = 0;
+            for (int k = 0; k < r; k++) ab += (double)L->lr_a->data[i * r + k] * L->lr_b->data[k * in + j];
+            res[i * in + j] = (float)(tmp[i * in + j] - ab);
+        }
+    rq_ternary_rowwise(res, res, NULL, out, in, NULL);
+    double max_err = 0, ymax = 0, ga = 0, gb = 0, gmax = 0;
+    double *u = malloc(sizeof(double) * T * r), *dy = malloc(sizeof(double) * T * out);
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < r; k++) {
+            double a = 0;
+            for (int j = 0; j < in; j++) a += (double)xh[t * in + j] * L->lr_b->data[k * in + j];
+            u[t * r + k] = a;
+        }
+    for (int t = 0; t < T; t++)
+        for (int i = 0; i < out; i++) {
+            double v = L->b->data[i];
+            for (int j = 0; j < in; j++) v += (double)xq[t * in + j] * res[i * in + j];
+            for (int k = 0; k < r; k++) v += u[t * r + k] * L->lr_a->data[i * r + k];
+            max_err = fmax(max_err, fabs(v - y->data[t * out + i]));
+            ymax = fmax(ymax, fabs(v));
+            dy[t * out + i] = 2 * y->data[t * out + i];
+        }
+    assert_true(max_err < 1e-4 * ymax);
+    for (int i = 0; i < out; i++) /* dA = dY^T (x_H B^T) */
+        for (int k = 0; k < r; k++) {
+            double d = 0;
+            for (int t = 0; t < T; t++) d += dy[t * out + i] * u[t * r + k];
+            ga = fmax(ga, fabs(d - L->lr_a->grad[i * r + k]));
+            gmax = fmax(gmax, fabs(d));
+        }
+    for (int k = 0; k < r; k++) /* dB = (dY A)^T x_H */
+        for (int j = 0; j < in; j++) {
+            double d = 0;
+            for (int t = 0; t < T; t++) {
+                double da = 0;
+                for (int i = 0; i < out; i++) da += dy[t * out + i] * L->lr_a->data[i * r + k];
+                d += da * xh[t * in + j];
+            }
+            gb = fmax(gb, fabs(d - L->lr_b->grad[k * in + j]));
+            gmax = fmax(gmax, fabs(d));
+        }
+    if (ga > 1e-4 * gmax || gb > 1e-4 * gmax) fail_msg("low-rank grads off: dA %.3g dB %.3g (scale %.3g)", ga, gb, gmax);
+    free(wh), free(tmp), free(xh), free(xq), free(res), free(u), free(dy);
+    rq_graph_free(&g);
+    /* a rank larger than a layer is refused, naming it */
+    rq_dit m2;
+    assert_int_equal(rq_dit_init(&m2, &c, 3, &e), RQ_OK);
+    o.lowrank_rank = 33;
+    assert_int_equal(rq_dit_add_lowrank(&m2, &o, &e), RQ_EINVAL);
+    assert_non_null(strstr(e.msg, "lowrank_rank 33"));
+    rq_dit_free(&m2);
+    rq_dit_free(&m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hadamard_op_gradient),
@@ -244,6 +360,7 @@ int main(void) {
         cmocka_unit_test(test_fake_quant_forward_backward),
         cmocka_unit_test(test_model_wiring),
         cmocka_unit_test(test_unsupported_hadamard_names_layer),
+        cmocka_unit_test(test_lowrank_branch),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

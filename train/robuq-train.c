@@ -138,8 +138,15 @@ static void write_samples(run *r, const char *name) {
     free(y), free(x);
 }
 
+static rq_status adamw_from_cfg(run *r, rq_err *err) {
+    return rq_adamw_init(&r->opt, &r->model, (float)rq_cfg_float(r->cfg, "train.lr"),
+                         (float)rq_cfg_float(r->cfg, "train.beta1"), (float)rq_cfg_float(r->cfg, "train.beta2"),
+                         (float)rq_cfg_float(r->cfg, "train.weight_decay"), err);
+}
+
 /* Validation loss on the first n_val samples with fixed t and noise, so
  * numbers are comparable across runs and steps. */
+
 static double val_loss(run *r, rq_graph *g) {
     if (!r->val.n) return NAN;
     const rq_dit_config *c = &r->model.cfg;
@@ -260,17 +267,17 @@ int main(int argc, char **argv) {
     if (rq_cfg_int(r.cfg, "train.val_every") > 0 && vpath[0] && rq_dataset_load(vpath, &r.val, &err)) goto fail;
     if (rq_loader_init(&r.loader, &r.train, seed, 1, rq_cfg_bool(r.cfg, "data.hflip"), &err)) goto fail;
 
-    /* ---- optimizer state: fresh, from init_from, or resumed ---- */
-    if (rq_adamw_init(&r.opt, &r.model, (float)rq_cfg_float(r.cfg, "train.lr"), (float)rq_cfg_float(r.cfg, "train.beta1"),
-                      (float)rq_cfg_float(r.cfg, "train.beta2"), (float)rq_cfg_float(r.cfg, "train.weight_decay"), &err))
-        goto fail;
+    /* ---- weights and optimizer state: fresh, from init_from, or resumed.
+     * The parameter list is final (low-rank factors added) before the
+     * optimizer, the EMA and a resumed checkpoint see it. ---- */
     rq_rng_seed(&r.meta.rng, seed ^ 0x5eedULL);
     char ckpt[1200];
     path_in(ckpt, sizeof ckpt, r.out_dir, "ckpt_last.h5");
     const char *init_from = rq_cfg_str(r.cfg, "train.init_from");
     int resumed = 0;
     if (rq_cfg_bool(r.cfg, "train.resume") && !access(ckpt, F_OK)) {
-        if (rq_ema_init(&r.ema, &r.model, &err) ||
+        if (rq_dit_quantize(&r.model, &qo, &err) || rq_dit_add_lowrank(&r.model, &qo, &err) ||
+            adamw_from_cfg(&r, &err) || rq_ema_init(&r.ema, &r.model, &err) ||
             rq_ckpt_load(ckpt, &r.model, "params", &r.ema, &r.opt, &r.meta, &err))
             goto fail;
         if (r.meta.loader_len == RQ_LOADER_STATE_LEN && rq_loader_set_state(&r.loader, r.meta.loader, &err)) goto fail;
@@ -282,9 +289,11 @@ int main(int argc, char **argv) {
             if (rq_ckpt_load(init_from, &r.model, "ema", NULL, NULL, NULL, &err)) goto fail;
             RQ_INFO("initialised from the EMA weights of %s", init_from);
         }
-        if (rq_ema_init(&r.ema, &r.model, &err)) goto fail;
+        if (rq_dit_quantize(&r.model, &qo, &err) || rq_dit_add_lowrank(&r.model, &qo, &err) ||
+            rq_dit_lowrank_init(&r.model, &err) || adamw_from_cfg(&r, &err) || rq_ema_init(&r.ema, &r.model, &err))
+            goto fail;
+        if (qo.lowrank_rank > 0) RQ_INFO("low-rank branch of rank %d on every ternary linear (SVD init)", qo.lowrank_rank);
     }
-    if (rq_dit_quantize(&r.model, &qo, &err)) goto fail;
     float distill = (float)rq_cfg_float(r.cfg, "quant.distill_weight");
     if (distill > 0) {
         /* The teacher is the FP model QAT starts from: init_from's EMA weights. */

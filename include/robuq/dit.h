@@ -39,6 +39,7 @@ typedef struct {
     rq_tensor *w, *b;       /* weight [out, in] (x_embedder: [D,C,p,p]), bias [out] */
     struct rq_qlinear *q;   /* attached by the quantizer; NULL runs full precision */
     const char *kind;       /* layer class: qkv, proj, fc1, fc2, adaLN, embed, final, t_mlp */
+    rq_tensor *lr_a, *lr_b; /* FP low-rank branch W_H ~ lr_a[out,r] lr_b[r,in] (qlinear.h), or NULL */
 } rq_dit_linear;
 
 typedef struct {
@@ -53,6 +54,11 @@ typedef struct {
     float *pos_embed;       /* fixed [T, D] buffer, not a parameter */
     rq_tensor **params;     /* all parameters in reference state-dict order */
     int n_params;
+    /* attention matmuls (rq_attention_q): bits of q, k, v and P (0 = FP) and
+     * the row quantizer of q, k, v (set by rq_dit_quantize); attn_integer = 1
+     * (exported models, forward only) runs them on the int8 kernels
+     * (rq_attention_int). */
+    int attn_bits, attn_method, attn_integer;
 } rq_dit;
 
 /* Allocates the parameters and applies the reference init (xavier-uniform
@@ -60,6 +66,9 @@ typedef struct {
 rq_status rq_dit_init(rq_dit *m, const rq_dit_config *cfg, uint64_t seed, rq_err *err);
 void rq_dit_free(rq_dit *m);
 rq_tensor *rq_dit_param(const rq_dit *m, const char *name);
+/* Registers an extra parameter (the model takes ownership; e.g. the
+ * low-rank factors), after the reference ones. Names must be unique. */
+rq_status rq_dit_add_param(rq_dit *m, rq_tensor *t, rq_err *err);
 long rq_dit_num_params(const rq_dit *m);
 /* Multiply-accumulates of one forward for one sample (linears + attention). */
 double rq_dit_macs(const rq_dit *m);

@@ -2,12 +2,15 @@
  *
  * File layout (HDF5, written atomically):
  *   /                      attrs format="robuq-w158", version, packing ("trit5" | "2bit"),
- *                          config (the full INI text of the run), source, weights, step
+ *                          config (the full INI text of the run), source, weights, step,
+ *                          attn_bits (q, k, v, P of the attention matmuls; 0 = fp), attn_method
  *   /layers/<layer>/       one group per ternary linear, <layer> = "blocks.3.mlp.fc1":
  *       w_packed  uint8    the ternary codes of W' = W H (H = Hadamard if used, else I),
  *                          packed per `packing` (tpack.h; trit5 = 1.6 bits per weight)
  *       w_scale   f32[out] per-output-channel gamma: W'q = gamma * codes
  *       bias      f32[out]
+ *       lowrank_A f32[out, r], lowrank_B f32[r, in]   (only with a low-rank branch;
+ *                          then w_packed holds ternary(W' - A B))
  *       attrs     out, in, a_bits (0 = fp activations, else 1..8), a_method ("robust" |
  *                 "minmax"), hadamard (the rotation size, 0 = none)
  *   /fp/<param>            every other parameter as plain fp32 under its DiT name
@@ -15,8 +18,9 @@
  *
  * Loading builds an rq_dit whose ternary linears run the integer path
  * (tlinear.h: FWHT, b-bit codes, ternary x int8 GEMM with int32
- * accumulation, rescale); their fp32 latent weights are not kept. The model
- * runs forward only (no backward through integer layers). */
+ * accumulation, rescale) plus the fp32 low-rank branch; their fp32 latent
+ * weights are not kept. With attn_bits > 0 the attention runs the integer
+ * kernels of iattn.h. The model runs forward only (no backward). */
 #ifndef ROBUQ_EXPORT_H
 #define ROBUQ_EXPORT_H
 

@@ -6,6 +6,15 @@
  *   Wq = ternary(W')    (per-output-channel absmean, STE)
  *   y  = xq Wq^T + b
  *
+ * Low-rank branch (quant.lowrank_rank = r > 0, the enhanced baseline): FP
+ * factors A[out,r], B[r,in], initialised at QAT start from the SVD of W'
+ * (A = U_r S_r^1/2, B = S_r^1/2 V_r^T), and only the residual is ternary:
+ *   y = xq ternary(W' - sg(A B))^T + (x H) B^T A^T + b
+ * The branch sees the rotated but unquantized x (it is the FP part). sg()
+ * stops the gradient: with the ternary STE, A and B would otherwise get the
+ * branch's gradient and nearly its negative through the residual, and
+ * barely move; so they learn only through their own branch.
+ *
  * The latent parameter W stays in the original basis, so FP and QAT
  * checkpoints share one layout; export computes W' and ternarizes it. */
 #ifndef ROBUQ_QLINEAR_H
@@ -36,6 +45,8 @@ typedef struct {
     int hadamard;            /* on / off */
     int hadamard_proj_fc2_only;
     int quantize_embedder, quantize_final;
+    int lowrank_rank;        /* FP low-rank branch of every ternary linear, 0 = off */
+    int attn_bits;           /* q, k, v and P of the attention matmuls (rq_attention_q), 0 = FP */
     const char *precision_map; /* file "layer_name bits" per line, or NULL/"" */
 } rq_quant_opts;
 
@@ -54,6 +65,15 @@ rq_tensor *rq_qlinear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x);
 /* Applies the options to every linear of the model (blocks: qkv, proj, fc1,
  * fc2, adaLN; optionally the embedder and the final layer). */
 rq_status rq_dit_quantize(rq_dit *m, const rq_quant_opts *o, rq_err *err);
+
+/* Low-rank branch: creates zero factors "<layer>.lowrank_A" [out,r] and
+ * "<layer>.lowrank_B" [r,in] as model parameters for every linear that
+ * rq_dit_quantize(o) makes ternary (layers that have them are kept). Call
+ * before the optimizer / EMA / checkpoint loading see the parameter list. */
+rq_status rq_dit_add_lowrank(rq_dit *m, const rq_quant_opts *o, rq_err *err);
+/* SVD initialisation of every low-rank branch from its layer's W' (call
+ * after rq_dit_quantize, which sets the rotation). */
+rq_status rq_dit_lowrank_init(rq_dit *m, rq_err *err);
 
 /* Precision map: reads "layer bits" lines ('#' comments) into a[n_linears]
  * indexed like rq_dit_linears(); entries not named stay -1. Errors name

@@ -11,6 +11,19 @@
 #include "robuq/h5io.h"
 #include "robuq/train.h"
 
+/* A string from the file, shown in a message: control characters and
+ * non-ASCII bytes as \xNN, cut to fit, so the message stays one line. */
+static const char *shown(const char *s, char *buf, size_t cap) {
+    size_t k = 0;
+    for (; *s && k + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c >= 0x7f) k += (size_t)snprintf(buf + k, cap - k, "\\x%02x", c);
+        else buf[k++] = (char)c;
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
 static rq_status write_param_set(rq_h5_writer *w, const char *group, const rq_dit *m, float *const *bufs,
                                  rq_err *err) {
     for (int i = 0; i < m->n_params; i++) {
@@ -62,8 +75,10 @@ static rq_status check_format(rq_h5_reader *r, const char *path, rq_err *err) {
     char fmt[64];
     int64_t ver;
     if (rq_h5r_get_str(r, "/", "format", fmt, sizeof fmt, err)) return err->code;
+    char show[96];
     if (strcmp(fmt, RQ_CKPT_FORMAT))
-        return rq_err_set(err, RQ_EFORMAT, "%s: format is '%s', expected '%s'", path, fmt, RQ_CKPT_FORMAT);
+        return rq_err_set(err, RQ_EFORMAT, "%s: format is '%s', expected '%s'", path, shown(fmt, show, sizeof show),
+                          RQ_CKPT_FORMAT);
     if (rq_h5r_get_i64(r, "/", "version", &ver, err)) return err->code;
     if (ver != RQ_CKPT_VERSION)
         return rq_err_set(err, RQ_EFORMAT, "%s: checkpoint version %lld, this build reads %d", path,
@@ -110,7 +125,9 @@ static rq_status read_param_set(rq_h5_reader *r, const char *path, const char *g
     rq_status s = RQ_OK;
     for (int i = 0; i < n && !s; i++) {
         const char *base = strrchr(names[i], '/') ? strrchr(names[i], '/') + 1 : names[i];
-        if (!rq_dit_param(m, base)) s = rq_err_set(err, RQ_EFORMAT, "%s: unexpected tensor %s/%s", path, group, base);
+        char show[128];
+        if (!rq_dit_param(m, base))
+            s = rq_err_set(err, RQ_EFORMAT, "%s: unexpected tensor %s/%s", path, group, shown(base, show, sizeof show));
     }
     rq_h5_names_free(names, n);
     return s;
@@ -133,6 +150,7 @@ rq_status rq_ckpt_load(const char *path, rq_dit *m, const char *which, rq_ema *e
         s = read_param_set(r, path, "/optim/m", m, opt->m, err);
         if (!s) s = read_param_set(r, path, "/optim/v", m, opt->v, err);
         if (!s) s = rq_h5r_read_i64(r, "/optim/t", &t, 1, err);
+        if (!s && t < 0) s = rq_err_set(err, RQ_EFORMAT, "%s: /optim/t = %lld is negative", path, (long long)t);
         if (!s) opt->t = (long)t;
     }
     if (!s && meta) {
@@ -140,6 +158,7 @@ rq_status rq_ckpt_load(const char *path, rq_dit *m, const char *which, rq_ema *e
         int64_t step, rng[4];
         s = rq_h5r_get_i64(r, "/", "step", &step, err);
         if (!s) s = rq_h5r_read_i64(r, "/rng", rng, 4, err);
+        if (!s && step < 0) s = rq_err_set(err, RQ_EFORMAT, "%s: step %lld is negative", path, (long long)step);
         if (!s) {
             meta->step = (long)step;
             for (int i = 0; i < 4; i++) meta->rng.s[i] = (uint64_t)rng[i];
@@ -156,6 +175,9 @@ rq_status rq_ckpt_load(const char *path, rq_dit *m, const char *which, rq_ema *e
             int nd;
             long sh[RQ_H5_MAX_DIMS];
             s = rq_h5r_shape(r, "/log/step", &nd, sh, err);
+            /* one entry per step; /log/loss must match (checked by the read) */
+            if (!s && (nd != 1 || sh[0] > (1L << 31)))
+                s = rq_err_set(err, RQ_EFORMAT, "%s: /log/step must be 1-D with at most 2^31 entries", path);
             if (!s) {
                 meta->log_n = sh[0];
                 meta->log_step = malloc((size_t)(sh[0] + 1) * sizeof(float));
@@ -187,9 +209,10 @@ rq_status rq_model_from_ckpt(const char *path, const char *which, rq_dit *m, rq_
     rq_status s = cfg ? rq_config_load_string(cfg, text, path, err) : rq_err_set(err, RQ_ENOMEM, "out of memory");
     free(text);
     if (!s) s = rq_model_config_from(cfg, &mc, err);
-    if (!s) s = rq_dit_init(m, &mc, 0, err);
-    if (!s) s = rq_ckpt_load(path, m, which, NULL, NULL, NULL, err);
     if (!s) s = rq_quant_opts_from(cfg, &qo, err);
+    if (!s) s = rq_dit_init(m, &mc, 0, err);
+    if (!s) s = rq_dit_add_lowrank(m, &qo, err); /* so the factors load with the rest */
+    if (!s) s = rq_ckpt_load(path, m, which, NULL, NULL, NULL, err);
     if (!s) s = rq_dit_quantize(m, &qo, err);
     if (s || !cfg_out) rq_config_free(cfg);
     else *cfg_out = cfg;

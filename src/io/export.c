@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "robuq/h5io.h"
+#include "robuq/ops.h"
 #include "robuq/qlinear.h"
 #include "robuq/quant.h"
 #include "robuq/tlinear.h"
@@ -26,15 +27,24 @@ static int is_ternary(const rq_dit_linear *L) { return L->q && L->q->w_ternary; 
 
 /* ------------------------------------------------------------------ write */
 
-/* Codes and gamma of W' = W H (exactly what the fake-quant forward uses). */
+/* Codes and gamma of W' = W H, minus A B with a low-rank branch: built
+ * with the same ops as the fake-quant forward, so the floats are identical. */
 static rq_status ternarize_layer(const rq_dit_linear *L, int8_t *codes, float *gamma, rq_err *err) {
     int out = L->w->shape[0], in = (int)(L->w->n / out);
-    float *wr = rq_malloc((size_t)L->w->n * sizeof(float));
-    if (!wr) return rq_err_set(err, RQ_ENOMEM, "export: out of memory for %s", L->w->name);
-    memcpy(wr, L->w->data, (size_t)L->w->n * sizeof(float));
-    if (L->q->hadamard) rq_hadamard_apply(&L->q->had, wr, out);
-    rq_status s = rq_ternary_encode(wr, codes, gamma, out, in, err);
-    rq_free(wr);
+    rq_graph g;
+    if (rq_graph_init(&g, (size_t)L->w->n * sizeof(float) * 4 + (1 << 20)))
+        return rq_err_set(err, RQ_ENOMEM, "export: out of memory for %s", L->w->name);
+    g.grad_enabled = 0;
+    rq_tensor *w = rq_tensor_wrap(&g, L->w->data, 2, (int[]){out, in});
+    if (L->q->hadamard) w = rq_hadamard_op(&g, w, &L->q->had);
+    if (L->lr_a) {
+        rq_tensor *a = rq_tensor_wrap(&g, L->lr_a->data, 2, L->lr_a->shape);
+        rq_tensor *b = rq_tensor_wrap(&g, L->lr_b->data, 2, L->lr_b->shape);
+        w = rq_add(&g, w, rq_scale(&g, rq_matmul(&g, a, b), -1.0f));
+    }
+    rq_status s = w ? rq_ternary_encode(w->data, codes, gamma, out, in, err)
+                    : rq_err_set(err, g.err.code, "export: %s: %s", L->w->name, g.err.msg);
+    rq_graph_free(&g);
     return s;
 }
 
@@ -61,6 +71,14 @@ static rq_status write_layer(rq_h5_writer *w, const rq_dit_linear *L, const char
     if (!s) s = rq_h5w_write_f32(w, path, gamma, 1, &no, err);
     snprintf(path, sizeof path, "/layers/%s/bias", name);
     if (!s) s = rq_h5w_write_f32(w, path, L->b->data, 1, &no, err);
+    if (!s && L->lr_a) {
+        long sa[2] = {L->lr_a->shape[0], L->lr_a->shape[1]}, sb[2] = {L->lr_b->shape[0], L->lr_b->shape[1]};
+        snprintf(path, sizeof path, "/layers/%s/lowrank_A", name);
+        s = rq_h5w_write_f32(w, path, L->lr_a->data, 2, sa, err);
+        snprintf(path, sizeof path, "/layers/%s/lowrank_B", name);
+        if (!s) s = rq_h5w_write_f32(w, path, L->lr_b->data, 2, sb, err);
+        if (!s) st->fp_params += L->lr_a->n + L->lr_b->n;
+    }
     snprintf(path, sizeof path, "/layers/%s", name);
     if (!s) s = rq_h5w_attr_i64(w, path, "out", out, err);
     if (!s) s = rq_h5w_attr_i64(w, path, "in", in, err);
@@ -98,6 +116,8 @@ rq_status rq_export_write(const char *path, const rq_dit *m, const rq_export_opt
     if (!s) s = rq_h5w_attr_str(w, "/", "source", o->source ? o->source : "", err);
     if (!s) s = rq_h5w_attr_str(w, "/", "weights", o->weights ? o->weights : "", err);
     if (!s) s = rq_h5w_attr_i64(w, "/", "step", o->step, err);
+    if (!s) s = rq_h5w_attr_i64(w, "/", "attn_bits", m->attn_bits, err);
+    if (!s) s = rq_h5w_attr_str(w, "/", "attn_method", rq_actq_method_name(m->attn_method), err);
     for (int i = 0; !s && i < n; i++)
         if (ls[i]->q && !ls[i]->q->w_ternary)
             s = rq_err_set(err, RQ_EINVAL, "export: %s quantizes activations but not weights; exports need ternary weights",
@@ -112,7 +132,8 @@ rq_status rq_export_write(const char *path, const rq_dit *m, const rq_export_opt
     for (int p = 0; !s && p < m->n_params; p++) {
         const rq_tensor *t = m->params[p];
         int owned = 0;
-        for (int i = 0; i < n && !owned; i++) owned = is_ternary(ls[i]) && (ls[i]->w == t || ls[i]->b == t);
+        for (int i = 0; i < n && !owned; i++)
+            owned = is_ternary(ls[i]) && (ls[i]->w == t || ls[i]->b == t || ls[i]->lr_a == t || ls[i]->lr_b == t);
         if (owned) continue;
         long shape[4];
         for (int d = 0; d < t->ndim; d++) shape[d] = t->shape[d];
@@ -159,7 +180,43 @@ static rq_status get_int_attr(rq_h5_reader *r, const char *obj, const char *name
 
 /* One ternary layer: validates the group against the model's linear and
  * builds its integer form. */
-static rq_status load_layer(rq_h5_reader *r, rq_dit_linear *L, const char *name, rq_tpack_format packing,
+/* The fp32 low-rank factors of a layer, registered as model parameters. */
+static rq_status load_lowrank(rq_h5_reader *r, rq_dit *m, rq_dit_linear *L, const char *g, const char *name,
+                              rq_export_stats *st, rq_err *err) {
+    int out = L->w->shape[0], in = (int)(L->w->n / out), nd;
+    char pa[256], pb[256], na[160], nb[160];
+    long sh[RQ_H5_MAX_DIMS];
+    snprintf(pa, sizeof pa, "%s/lowrank_A", g);
+    snprintf(pb, sizeof pb, "%s/lowrank_B", g);
+    if (rq_h5r_shape(r, pa, &nd, sh, err)) return err->code;
+    if (nd != 2 || sh[0] != out || sh[1] < 1 || sh[1] > (out < in ? out : in))
+        return rq_err_set(err, RQ_ESHAPE, "%s: %s must be [%d, r] with 1 <= r <= %d", rq_h5r_filename(r), pa, out,
+                          out < in ? out : in);
+    int rank = (int)sh[1];
+    long shb[2] = {rank, in};
+    if (rq_h5r_check_shape(r, pb, 2, shb, err)) return err->code;
+    snprintf(na, sizeof na, "%s.lowrank_A", name);
+    snprintf(nb, sizeof nb, "%s.lowrank_B", name);
+    rq_tensor *a = rq_tensor_new(2, (int[]){out, rank}, 0, na), *b = rq_tensor_new(2, (int[]){rank, in}, 0, nb);
+    if (!a || !b || rq_dit_add_param(m, a, err)) {
+        rq_tensor_free(a), rq_tensor_free(b);
+        return err->code ? err->code : rq_err_set(err, RQ_ENOMEM, "out of memory");
+    }
+    if (rq_dit_add_param(m, b, err)) {
+        rq_tensor_free(b);
+        return err->code;
+    }
+    L->lr_a = a, L->lr_b = b;
+    if (rq_h5r_read_f32(r, pa, a->data, a->n, err) || rq_h5r_read_f32(r, pb, b->data, b->n, err)) return err->code;
+    for (long i = 0; i < a->n; i++)
+        if (!isfinite(a->data[i])) return rq_err_set(err, RQ_EFORMAT, "%s: %s holds a non-finite value", rq_h5r_filename(r), pa);
+    for (long i = 0; i < b->n; i++)
+        if (!isfinite(b->data[i])) return rq_err_set(err, RQ_EFORMAT, "%s: %s holds a non-finite value", rq_h5r_filename(r), pb);
+    st->fp_params += a->n + b->n;
+    return RQ_OK;
+}
+
+static rq_status load_layer(rq_h5_reader *r, rq_dit *m, rq_dit_linear *L, const char *name, rq_tpack_format packing,
                             rq_export_stats *st, rq_err *err) {
     const char *file = rq_h5r_filename(r);
     int out = L->w->shape[0], in = (int)(L->w->n / out);
@@ -205,6 +262,8 @@ static rq_status load_layer(rq_h5_reader *r, rq_dit_linear *L, const char *name,
     rq_err pe = {0};
     if (!s && rq_qlinear_set_integer(L, packing, packed, nbytes, gamma, L->b->data, name, &pe))
         s = rq_err_set(err, pe.code, "%s: %s/w_packed: %s", file, g, pe.msg);
+    snprintf(p, sizeof p, "%s/lowrank_A", g);
+    if (!s && rq_h5r_exists(r, p) == 1) s = load_lowrank(r, m, L, g, name, st, err);
     if (!s) {
         st->ternary_weights += L->w->n;
         st->packed_bytes += (long)nbytes;
@@ -246,6 +305,14 @@ rq_status rq_export_load(const char *path, rq_dit *m, rq_config **cfg_out, rq_ex
     rq_dit_config mc;
     if (!s) s = rq_model_config_from(cfg, &mc, err);
     if (!s) s = rq_dit_init(m, &mc, 0, err);
+    /* attention matmuls: fake-quant bits -> the integer attention kernels */
+    long abits = 0;
+    char ameth[32] = "minmax";
+    if (!s) s = get_int_attr(r, "/", "attn_bits", 0, RQ_ACTQ_MAX_BITS, &abits, err);
+    if (!s) s = rq_h5r_get_str(r, "/", "attn_method", ameth, sizeof ameth, err);
+    if (!s && rq_actq_method_parse(ameth, &m->attn_method, &pe))
+        s = rq_err_set(err, RQ_EFORMAT, "%s: attn_method '%s', expected robust or minmax", path, ameth);
+    if (!s) m->attn_bits = (int)abits, m->attn_integer = 1;
 
     rq_dit_linear *ls[MAXL];
     const char *names[MAXL];
@@ -256,7 +323,7 @@ rq_status rq_export_load(const char *path, rq_dit *m, rq_config **cfg_out, rq_ex
         layer_name(names[i], ln, sizeof ln);
         snprintf(g, sizeof g, "/layers/%s", ln);
         if (rq_h5r_exists(r, g) == 2) {
-            s = load_layer(r, ls[i], ln, packing, &st, err);
+            s = load_layer(r, m, ls[i], ln, packing, &st, err);
             /* the latent fp32 weight is not needed any more */
             if (!s) {
                 rq_free(ls[i]->w->data);
@@ -267,7 +334,8 @@ rq_status rq_export_load(const char *path, rq_dit *m, rq_config **cfg_out, rq_ex
     for (int p = 0; !s && p < m->n_params; p++) {
         rq_tensor *t = m->params[p];
         int owned = 0;
-        for (int i = 0; i < n && !owned; i++) owned = ls[i]->q && (ls[i]->w == t || ls[i]->b == t);
+        for (int i = 0; i < n && !owned; i++)
+            owned = ls[i]->q && (ls[i]->w == t || ls[i]->b == t || ls[i]->lr_a == t || ls[i]->lr_b == t);
         if (owned) continue;
         char dp[160];
         snprintf(dp, sizeof dp, "/fp/%s", t->name);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "robuq/iattn.h"
 #include "robuq/ops.h"
 #include "robuq/qlinear.h"
 #include "robuq/rng.h"
@@ -175,6 +176,16 @@ rq_tensor *rq_dit_param(const rq_dit *m, const char *name) {
     return NULL;
 }
 
+rq_status rq_dit_add_param(rq_dit *m, rq_tensor *t, rq_err *err) {
+    if (!m || !t) return rq_err_set(err, RQ_EINVAL, "dit add_param: NULL argument");
+    if (rq_dit_param(m, t->name)) return rq_err_set(err, RQ_EINVAL, "dit: parameter %s exists already", t->name);
+    rq_tensor **p = realloc(m->params, (size_t)(m->n_params + 1) * sizeof *p);
+    if (!p) return rq_err_set(err, RQ_ENOMEM, "dit: out of memory for parameter %s", t->name);
+    m->params = p;
+    m->params[m->n_params++] = t;
+    return RQ_OK;
+}
+
 long rq_dit_num_params(const rq_dit *m) {
     long n = 0;
     for (int i = 0; m && i < m->n_params; i++) n += m->params[i]->n;
@@ -228,14 +239,17 @@ static void chunks(rq_graph *g, rq_tensor *mod, int k, int D, rq_tensor **out) {
     for (int i = 0; i < k; i++) out[i] = rq_slice(g, mod, 1, i * D, D);
 }
 
-static rq_tensor *dit_block(rq_graph *g, rq_dit_block *b, rq_tensor *h, rq_tensor *silu_c, int heads) {
+static rq_tensor *dit_block(rq_graph *g, const rq_dit *m, rq_dit_block *b, rq_tensor *h, rq_tensor *silu_c,
+                            int heads) {
     if (!h || !rq_graph_ok(g)) return NULL; /* an earlier op failed: the error is in g */
     int D = h->shape[2];
     rq_tensor *mod[6]; /* shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
     chunks(g, dit_linear(g, &b->adaln, silu_c), 6, D, mod);
 
     rq_tensor *a = rq_modulate(g, rq_layernorm(g, h, LN_EPS), mod[0], mod[1]);
-    a = rq_attention(g, dit_linear(g, &b->qkv, a), heads);
+    a = dit_linear(g, &b->qkv, a);
+    a = m->attn_integer ? rq_attention_int(g, a, heads, m->attn_bits, m->attn_method)
+                        : rq_attention_q(g, a, heads, m->attn_bits, m->attn_method);
     h = rq_gated_add(g, h, mod[2], dit_linear(g, &b->proj, a));
 
     rq_tensor *f = rq_modulate(g, rq_layernorm(g, h, LN_EPS), mod[3], mod[4]);
@@ -286,7 +300,7 @@ rq_tensor *rq_dit_forward(rq_graph *g, rq_dit *m, rq_tensor *x, rq_tensor *t, co
     /* Every adaLN_modulation starts with SiLU(c): compute it once. */
     rq_tensor *silu_c = rq_silu(g, cvec);
 
-    for (int i = 0; i < c->depth; i++) h = dit_block(g, &m->blocks[i], h, silu_c, c->num_heads);
+    for (int i = 0; i < c->depth; i++) h = dit_block(g, m, &m->blocks[i], h, silu_c, c->num_heads);
 
     rq_tensor *mod[2]; /* shift, scale */
     chunks(g, dit_linear(g, &m->final_adaln, silu_c), 2, D, mod);

@@ -44,13 +44,8 @@ rq_status rq_quant_opts_from(const rq_config *cfg, rq_quant_opts *q, rq_err *err
     q->quantize_embedder = rq_cfg_bool(cfg, "quant.quantize_embedder");
     q->quantize_final = rq_cfg_bool(cfg, "quant.quantize_final");
     q->precision_map = rq_cfg_str(cfg, "quant.precision_map");
-    /* Keys of the enhanced baseline that this build does not run yet: refuse
-     * them rather than silently training something else. */
-    const char *todo[] = {"quant.attn_bits", "quant.lowrank_rank"};
-    for (int i = 0; i < 2; i++)
-        if (rq_cfg_float(cfg, todo[i]) != 0.0)
-            return rq_err_set(err, RQ_EINVAL, "%s: %s is not implemented yet; it must be 0", rq_cfg_origin(cfg, todo[i]),
-                              todo[i]);
+    q->lowrank_rank = rq_cfg_int(cfg, "quant.lowrank_rank");
+    q->attn_bits = rq_cfg_int(cfg, "quant.attn_bits");
     return RQ_OK;
 }
 

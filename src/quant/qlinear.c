@@ -1,11 +1,13 @@
 /* qlinear.c: fake-quantized linears for QAT and the model-wide wiring. */
 #include "robuq/qlinear.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "robuq/ops.h"
+#include "robuq/svd.h"
 #include "robuq/tlinear.h"
 
 /* ------------------------------------------------------- hadamard as an op */
@@ -119,6 +121,13 @@ rq_status rq_qlinear_set_integer(rq_dit_linear *L, int fmt, const uint8_t *packe
     return s;
 }
 
+/* A parameter used as-is on the tape (data and grad aliased). */
+static rq_tensor *lowrank_view(rq_graph *g, rq_tensor *p) {
+    rq_tensor *v = rq_tensor_wrap(g, p->data, 2, p->shape);
+    if (v) v->grad = p->grad, v->requires_grad = p->requires_grad;
+    return v;
+}
+
 /* Forward of an exported layer (no tape: integer layers have no backward). */
 static rq_tensor *qlinear_integer_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x, int out, int in) {
     rq_qlinear *q = L->q;
@@ -131,7 +140,9 @@ static rq_tensor *qlinear_integer_forward(rq_graph *g, rq_dit_linear *L, rq_tens
     if (q->wq) { /* fp activations */
         rq_tensor *w = rq_tensor_wrap(g, q->wq, 2, (int[]){out, in});
         if (q->hadamard) x = rq_hadamard_op(g, x, &q->had);
-        return rq_linear(g, x, w, L->b);
+        rq_tensor *y = rq_linear(g, x, w, L->b);
+        if (L->lr_a) y = rq_add(g, y, rq_linear(g, rq_linear(g, x, lowrank_view(g, L->lr_b), NULL), lowrank_view(g, L->lr_a), NULL));
+        return y;
     }
     int shape[4];
     for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
@@ -140,6 +151,10 @@ static rq_tensor *qlinear_integer_forward(rq_graph *g, rq_dit_linear *L, rq_tens
     if (!y) return NULL;
     rq_err e = {0};
     if (rq_tlinear_forward(q->tl, x->data, y->data, x->n / in, &e)) return rq_graph_fail(g, e.code, "%s: %s", L->w->name, e.msg);
+    if (L->lr_a) { /* fp32 low-rank branch on the rotated, unquantized x */
+        rq_tensor *xh = q->hadamard ? rq_hadamard_op(g, x, &q->had) : x;
+        y = rq_add(g, y, rq_linear(g, rq_linear(g, xh, lowrank_view(g, L->lr_b), NULL), lowrank_view(g, L->lr_a), NULL));
+    }
     return y;
 }
 
@@ -159,12 +174,19 @@ rq_tensor *rq_qlinear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x) {
         x = rq_hadamard_op(g, x, &q->had);
         w = rq_hadamard_op(g, w, &q->had);
     }
+    rq_tensor *x_fp = x, *a = NULL, *b = NULL;
+    if (L->lr_a) { /* ternary residual W' - sg(A B); see qlinear.h */
+        a = lowrank_view(g, L->lr_a), b = lowrank_view(g, L->lr_b);
+        w = rq_add(g, w, rq_scale(g, rq_matmul(g, rq_detach(g, a), rq_detach(g, b)), -1.0f));
+    }
     if (q->a_bits) {
         rq_actq_cfg c = {q->a_bits, q->a_method};
         x = rq_ste(g, x, rq_actq_rowwise, &c, 1, "act_quant");
     }
     if (q->w_ternary) w = rq_ste(g, w, rq_ternary_rowwise, NULL, 0, "ternary");
-    return rq_linear(g, x, w, L->b);
+    rq_tensor *y = rq_linear(g, x, w, L->b);
+    if (L->lr_a) y = rq_add(g, y, rq_linear(g, rq_linear(g, x_fp, b, NULL), a, NULL));
+    return y;
 }
 
 /* ---------------------------------------------------------- model wiring */
@@ -212,8 +234,82 @@ rq_status rq_precision_map_read(const char *path, rq_dit *m, int *bits, rq_err *
     return st;
 }
 
+/* Which linears the options quantize (rq_dit_quantize and the low-rank
+ * branch agree through this). */
+static int layer_quantized(const char *k, const rq_quant_opts *o) {
+    int in_block = !strcmp(k, "qkv") || !strcmp(k, "proj") || !strcmp(k, "fc1") || !strcmp(k, "fc2");
+    return o->enabled && (in_block || !strcmp(k, "adaLN") || (o->quantize_embedder && !strcmp(k, "embed")) ||
+                          (o->quantize_final && !strcmp(k, "final")));
+}
+
+rq_status rq_dit_add_lowrank(rq_dit *m, const rq_quant_opts *o, rq_err *err) {
+    if (!m || !o) return rq_err_set(err, RQ_EINVAL, "add_lowrank: NULL argument");
+    if (o->lowrank_rank <= 0 || !o->enabled || !o->weight_ternary) return RQ_OK;
+    rq_dit_linear *ls[1024];
+    const char *names[1024];
+    int n = rq_dit_linears(m, ls, names, 1024), r = o->lowrank_rank;
+    for (int i = 0; i < n && i < 1024; i++) {
+        rq_dit_linear *L = ls[i];
+        if (!layer_quantized(L->kind, o) || L->lr_a) continue;
+        int out = L->w->shape[0], in = (int)(L->w->n / out);
+        if (r > out || r > in)
+            return rq_err_set(err, RQ_EINVAL, "quant.lowrank_rank %d exceeds %s's size %d x %d", r, names[i], out, in);
+        char base[96], name[128];
+        size_t len = strlen(names[i]);
+        if (len > 7 && !strcmp(names[i] + len - 7, ".weight")) len -= 7;
+        snprintf(base, sizeof base, "%.*s", (int)len, names[i]);
+        snprintf(name, sizeof name, "%s.lowrank_A", base);
+        rq_tensor *a = rq_tensor_new(2, (int[]){out, r}, 1, name);
+        snprintf(name, sizeof name, "%s.lowrank_B", base);
+        rq_tensor *b = rq_tensor_new(2, (int[]){r, in}, 1, name);
+        if (!a || !b) {
+            rq_tensor_free(a), rq_tensor_free(b);
+            return rq_err_set(err, RQ_ENOMEM, "out of memory for the low-rank branch of %s", base);
+        }
+        if (rq_dit_add_param(m, a, err)) {
+            rq_tensor_free(a), rq_tensor_free(b);
+            return err->code;
+        }
+        if (rq_dit_add_param(m, b, err)) {
+            rq_tensor_free(b);
+            return err->code;
+        }
+        L->lr_a = a, L->lr_b = b;
+    }
+    return RQ_OK;
+}
+
+rq_status rq_dit_lowrank_init(rq_dit *m, rq_err *err) {
+    if (!m) return rq_err_set(err, RQ_EINVAL, "lowrank_init: NULL model");
+    rq_dit_linear *ls[1024];
+    int n = rq_dit_linears(m, ls, NULL, 1024);
+    for (int i = 0; i < n && i < 1024; i++) {
+        rq_dit_linear *L = ls[i];
+        if (!L->lr_a) continue;
+        int out = L->w->shape[0], in = (int)(L->w->n / out), r = L->lr_a->shape[1];
+        float *wh = rq_malloc((size_t)L->w->n * sizeof(float)), *s = malloc((size_t)r * sizeof(float));
+        if (!wh || !s) {
+            rq_free(wh), free(s);
+            return rq_err_set(err, RQ_ENOMEM, "lowrank_init: out of memory");
+        }
+        memcpy(wh, L->w->data, (size_t)L->w->n * sizeof(float));
+        if (L->q && L->q->hadamard) rq_hadamard_apply(&L->q->had, wh, out); /* W' = W H */
+        rq_status st = rq_svd_lowrank(wh, out, in, r, 2, 0x5eed + (uint64_t)i, L->lr_a->data, s, L->lr_b->data, err);
+        /* balanced split: A = U S^1/2, B = S^1/2 V^T */
+        for (int c = 0; !st && c < r; c++) {
+            float h = sqrtf(s[c]);
+            for (int o = 0; o < out; o++) L->lr_a->data[(long)o * r + c] *= h;
+            for (int k = 0; k < in; k++) L->lr_b->data[(long)c * in + k] *= h;
+        }
+        rq_free(wh), free(s);
+        if (st) return st;
+    }
+    return RQ_OK;
+}
+
 rq_status rq_dit_quantize(rq_dit *m, const rq_quant_opts *o, rq_err *err) {
     if (!m || !o) return rq_err_set(err, RQ_EINVAL, "quantize: NULL argument");
+    m->attn_bits = o->enabled ? o->attn_bits : 0, m->attn_method = RQ_ACTQ_MINMAX; /* ops.h: why min-max */
     rq_dit_linear *ls[1024];
     const char *names[1024];
     int n = rq_dit_linears(m, ls, names, 1024);
@@ -226,11 +322,8 @@ rq_status rq_dit_quantize(rq_dit *m, const rq_quant_opts *o, rq_err *err) {
     for (int i = 0; i < n; i++) {
         rq_dit_linear *L = ls[i];
         const char *k = L->kind;
-        int in_block = !strcmp(k, "qkv") || !strcmp(k, "proj") || !strcmp(k, "fc1") || !strcmp(k, "fc2");
         int adaln = !strcmp(k, "adaLN");
-        int quant = o->enabled && (in_block || adaln || (o->quantize_embedder && !strcmp(k, "embed")) ||
-                                   (o->quantize_final && !strcmp(k, "final")));
-        if (!quant) {
+        if (!layer_quantized(k, o)) {
             rq_qlinear_detach(L);
             continue;
         }
