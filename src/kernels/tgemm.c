@@ -326,6 +326,17 @@ static VNNI_TARGET void rowsum_vnni(const int8_t *A, long lda, int rows, int K, 
     }
 }
 
+/* Prefetches (for writing) the output lines of rows m..m+mr-1, columns
+ * n..n+nvalid-1 (4-byte elements either way). */
+static inline void prefetch_out(const tg_out *o, int mr, int m, int n, int nvalid) {
+    for (int r = 0; r < mr; r++) {
+        const char *p = o->C ? (const char *)(o->C + (size_t)(m + r) * o->ldc + n)
+                             : (const char *)(o->Y + (size_t)(m + r) * o->ldy + n);
+        for (int b = 0; b < nvalid * 4; b += 64) __builtin_prefetch(p + b, 1, 3);
+        __builtin_prefetch(p + nvalid * 4 - 1, 1, 3);
+    }
+}
+
 #define MR_5 8
 #define NP_5 3
 /* C tile (rows x np*16 int32, row-major) minus the row sums, stored. */
@@ -346,6 +357,9 @@ INLINE VNNI_TARGET void kernel_vnni_t(const int MR, const int NP, int k4n, const
     /* one 1-D array per panel, loops over rows fully unrolled: GCC keeps
      * the accumulators in registers only then */
     __m512i c0[MR_5], c1[MR_5], c2[MR_5];
+    if (kb->last) /* the output is written only after the k loop: fetch its lines now, so
+                   * the stores do not stall on misses (it was ~1/4 of the time at K=384) */
+        prefetch_out(o, MR, m, n, nvalid);
     if (kb->first) {
 #pragma GCC unroll 8
         for (int r = 0; r < MR; r++) c0[r] = c1[r] = c2[r] = _mm512_setzero_si512();
