@@ -7,6 +7,7 @@
  * loss.png (the loss curve), samples_stepN.png (if sample_every) and
  * samples_final.png. Restarting the same command resumes from ckpt_last.h5
  * and reproduces the losses of an uninterrupted run. */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <omp.h>
@@ -64,6 +65,56 @@ static int mkdir_p(const char *dir) {
 }
 
 static void path_in(char *buf, size_t n, const char *dir, const char *file) { snprintf(buf, n, "%s/%s", dir, file); }
+
+/* Outputs are written as "<name>.tmp.<pid>" and renamed (h5io.h, image.h);
+ * a run killed with -9 leaves its temp file behind. Remove those of
+ * processes that no longer exist, so they do not pile up across restarts. */
+static void remove_stale_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *tmp = strstr(e->d_name, ".tmp.");
+        if (!tmp) continue;
+        char *end;
+        long pid = strtol(tmp + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid() || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char p[1200];
+        path_in(p, sizeof p, dir, e->d_name);
+        if (unlink(p) == 0) RQ_INFO("removed %s, left by an interrupted run (pid %ld)", p, pid);
+    }
+    closedir(d);
+}
+
+/* The resolved config, written atomically (temp + rename) and checked, so
+ * a full disk or a read-only directory stops the run before any training. */
+static rq_status write_config(run *r, rq_err *err) {
+    char path[1200], tmp[1300];
+    path_in(path, sizeof path, r->out_dir, "config.ini");
+    snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
+    FILE *f = fopen(tmp, "w");
+    if (!f) return rq_err_set(err, RQ_EIO, "%s: cannot write: %s", path, strerror(errno));
+    int bad = rq_config_dump(r->cfg, f) != RQ_OK;
+    bad |= fflush(f) != 0 || ferror(f);
+    int e = errno;
+    bad |= fclose(f) != 0;
+    if (!bad && rename(tmp, path) == 0) return RQ_OK;
+    if (!e) e = errno;
+    unlink(tmp);
+    return rq_err_set(err, RQ_EIO, "%s: cannot write: %s", path, strerror(e ? e : EIO));
+}
+
+static void run_free(run *r) {
+    rq_loader_free(&r->loader);
+    rq_dataset_free(&r->train), rq_dataset_free(&r->val);
+    rq_adamw_free(&r->opt), rq_ema_free(&r->ema);
+    rq_diffusion_free(&r->diff);
+    rq_dit_free(&r->model);
+    rq_dit_free(&r->teacher);
+    rq_ckpt_meta_free(&r->meta);
+    rq_config_free(r->cfg);
+    r->cfg = NULL;
+}
 
 static rq_status save_ckpt(run *r, rq_err *err) {
     char path[1200];
@@ -190,7 +241,7 @@ int main(int argc, char **argv) {
     rq_err err = {0};
     run r;
     memset(&r, 0, sizeof r);
-    r.cfg = rq_config_new();
+    int made_dir = 0; /* out_dir created by this run: removed again if setup fails */
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -219,6 +270,11 @@ int main(int argc, char **argv) {
         usage(stderr);
         return 2;
     }
+    r.cfg = rq_config_new();
+    if (!r.cfg) {
+        rq_err_set(&err, RQ_ENOMEM, "out of memory");
+        goto fail;
+    }
     if (rq_config_load(r.cfg, cfg_path, &err)) goto fail;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--set") && rq_config_set(r.cfg, argv[++i], &err)) goto fail;
@@ -226,6 +282,7 @@ int main(int argc, char **argv) {
     int threads = rq_cfg_int(r.cfg, "train.threads");
     if (threads > 0) omp_set_num_threads(threads);
     r.out_dir = rq_cfg_str(r.cfg, "train.out_dir");
+    made_dir = access(r.out_dir, F_OK) != 0;
     if (mkdir_p(r.out_dir)) {
         rq_err_set(&err, RQ_EIO, "%s: cannot create output directory: %s", r.out_dir, strerror(errno));
         goto fail;
@@ -236,6 +293,7 @@ int main(int argc, char **argv) {
         rq_err_set(&err, RQ_EIO, "%s: cannot write the log: %s", path, strerror(errno));
         goto fail;
     }
+    remove_stale_temps(r.out_dir);
 
     /* ---- model, quantization, diffusion ---- */
     rq_dit_config mc;
@@ -307,12 +365,8 @@ int main(int argc, char **argv) {
         r.has_teacher = 1;
         RQ_INFO("distilling from the FP teacher %s (weight %g)", init_from, (double)distill);
     }
-    path_in(path, sizeof path, r.out_dir, "config.ini");
-    FILE *cf = fopen(path, "w");
-    if (cf) {
-        rq_config_dump(r.cfg, cf);
-        fclose(cf);
-    }
+    if (write_config(&r, &err)) goto fail;
+    made_dir = 0; /* the run has started: what it wrote stays */
 
     long steps = rq_cfg_int(r.cfg, "train.steps");
     int B = rq_cfg_int(r.cfg, "train.batch_size"), warmup = rq_cfg_int(r.cfg, "train.warmup_steps");
@@ -373,14 +427,16 @@ int main(int argc, char **argv) {
         double gnorm = rq_grad_norm(&r.model, &finite);
         if (!isfinite(loss) || !finite) {
             const char *bad = rq_first_nonfinite_grad(&r.model);
+            /* steps are counted from 1 here, as in the progress lines */
             if (!skip_nan) {
-                rq_err_set(&err, RQ_ENUM, "step %ld: non-finite %s (first bad gradient: %s); "
-                           "set [train] nan_policy = skip to skip such batches", step,
+                rq_err_set(&err, RQ_ENUM, "step %ld: non-finite %s (first layer with a non-finite gradient: %s); "
+                           "set [train] nan_policy = skip to skip such batches", step + 1,
                            isfinite(loss) ? "gradient" : "loss", bad ? bad : "none");
                 rc = 1;
                 break;
             }
-            RQ_WARN("step %ld: non-finite loss/gradient (first: %s), batch skipped", step, bad ? bad : "loss");
+            RQ_WARN("step %ld: non-finite %s (first layer with a non-finite gradient: %s), batch skipped", step + 1,
+                    isfinite(loss) ? "gradient" : "loss", bad ? bad : "none");
             r.meta.step++;
             continue;
         }
@@ -438,18 +494,18 @@ int main(int argc, char **argv) {
     if (rc && rc != 130) RQ_ERROR("%s", err.msg);
     rq_graph_free(&g);
     free(x0), free(noise), free(y), free(t);
-    rq_loader_free(&r.loader);
-    rq_dataset_free(&r.train), rq_dataset_free(&r.val);
-    rq_adamw_free(&r.opt), rq_ema_free(&r.ema);
-    rq_diffusion_free(&r.diff);
-    rq_dit_free(&r.model);
-    rq_dit_free(&r.teacher);
-    rq_ckpt_meta_free(&r.meta);
-    rq_config_free(r.cfg);
+    run_free(&r);
     rq_log_close_file();
     return rc;
 fail:
     fprintf(stderr, "robuq-train: %s\n", err.msg[0] ? err.msg : rq_status_str(err.code));
     rq_log_close_file();
+    if (made_dir) { /* nothing was trained: leave no empty run directory behind */
+        char p[1200];
+        path_in(p, sizeof p, r.out_dir, "train.log");
+        unlink(p);
+        rmdir(r.out_dir);
+    }
+    run_free(&r);
     return 1;
 }

@@ -78,18 +78,40 @@ rq_status rq_idx_read(const char *path, int *ndim, long dims[4], uint8_t **data,
             s = rq_err_set(err, RQ_EFORMAT, "%s: bad IDX dimension %d: %ld", path, i, dims[i]);
             goto done;
         }
-        total *= dims[i];
-        if (total > (1L << 40)) {
+        if (dims[i] > (1L << 40) / total) { /* total * dims[i] > 2^40, tested without overflowing */
             s = rq_err_set(err, RQ_EFORMAT, "%s: IDX dimensions too large", path);
             goto done;
         }
+        total *= dims[i];
     }
-    buf = malloc((size_t)total);
+    /* The header is not trusted with the allocation: the buffer grows with
+     * the data actually read (doubling, from 1 MiB), so a forged header on a
+     * tiny file fails as "truncated" instead of reserving terabytes. */
+    long cap = total < (1L << 20) ? total : (1L << 20);
+    buf = malloc((size_t)cap);
+    got = 0;
+    while (buf) {
+        long r = gz_read_all(f, buf + got, cap - got);
+        if (r < 0) {
+            got = -1;
+            break;
+        }
+        got += r;
+        if (got < cap || cap == total) break; /* EOF, or all there */
+        long ncap = cap * 2 < total ? cap * 2 : total;
+        uint8_t *nb = realloc(buf, (size_t)ncap);
+        if (!nb) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = nb;
+        cap = ncap;
+    }
     if (!buf) {
         s = rq_err_set(err, RQ_ENOMEM, "%s: out of memory for %ld bytes", path, total);
         goto done;
     }
-    got = gz_read_all(f, buf, total);
     const long hsize = 4 + 4L * nd;
     if (got < 0) {
         s = rq_err_set(err, RQ_EFORMAT, "%s: corrupt compressed data: %s", path, gz_msg(f));

@@ -471,6 +471,16 @@ static rq_status assign(rq_config *cfg, int idx, const char *text, const char *o
     return RQ_OK;
 }
 
+/* Messages quote user text (lines, keys, --set arguments); a control
+ * character in it (a stray CR, a NUL-free binary file) must not break the
+ * one-line message rule, so they are shown as '?'. */
+static rq_status one_line(rq_err *err, rq_status st) {
+    if (st != RQ_OK && err)
+        for (char *p = err->msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
+    return st;
+}
+
 /* ------------------------------------------------------------------ */
 /* INI parsing                                                         */
 
@@ -708,7 +718,7 @@ rq_status rq_config_load(rq_config *cfg, const char *path, rq_err *err) {
     rq_status st = parse_file(&ctx, path, "", "");
     if (st != RQ_OK) {
         rq_config_free(ctx.cfg);
-        return st;
+        return one_line(err, st);
     }
     commit(cfg, ctx.cfg);
     return RQ_OK;
@@ -732,13 +742,13 @@ rq_status rq_config_load_string(rq_config *cfg, const char *text, const char *na
     free(copy);
     if (st != RQ_OK) {
         rq_config_free(ctx.cfg);
-        return st;
+        return one_line(err, st);
     }
     commit(cfg, ctx.cfg);
     return RQ_OK;
 }
 
-rq_status rq_config_set(rq_config *cfg, const char *assignment, rq_err *err) {
+static rq_status config_set(rq_config *cfg, const char *assignment, rq_err *err) {
     if (!cfg || !assignment) return rq_err_set(err, RQ_EINVAL, "rq_config_set: NULL argument");
     const char *eq = strchr(assignment, '=');
     if (!eq) return rq_err_set(err, RQ_EINVAL, "--set '%s': expected section.key=value, missing '='", assignment);
@@ -778,6 +788,10 @@ rq_status rq_config_set(rq_config *cfg, const char *assignment, rq_err *err) {
     rq_status st = assign(cfg, idx, v, "--set", prefix, RQ_EINVAL, err);
     free(val);
     return st;
+}
+
+rq_status rq_config_set(rq_config *cfg, const char *assignment, rq_err *err) {
+    return one_line(err, config_set(cfg, assignment, err));
 }
 
 /* ------------------------------------------------------------------ */

@@ -195,10 +195,11 @@ rq_h5_writer *rq_h5w_open(const char *final_path, rq_err *err) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG); /* closing the file closes everything */
     w->file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    char d[160];
+    h5_detail(d); /* before H5Pclose, which clears the error stack */
     H5Pclose(fapl);
     if (w->file < 0) {
-        char d[160];
-        rq_err_set(err, RQ_EIO, "%s: cannot create HDF5 file (%s)", tmp, h5_detail(d));
+        rq_err_set(err, RQ_EIO, "%s: cannot create HDF5 file (%s)", tmp, d);
         quiet_off(&q);
         rq_h5w_abort(w);
         return NULL;
@@ -234,13 +235,18 @@ rq_status rq_h5w_close_commit(rq_h5_writer *w, rq_err *err) {
     quiet_t q;
     quiet_on(&q);
     char d[160];
+    /* the detail is taken right after the failing call: any later HDF5
+     * call clears the error stack */
     herr_t hs = H5Fflush(w->file, H5F_SCOPE_GLOBAL);
-    if (hs >= 0) hs = H5Fclose(w->file);
-    else H5Fclose(w->file);
+    if (hs < 0) {
+        h5_detail(d);
+        H5Fclose(w->file);
+    } else if ((hs = H5Fclose(w->file)) < 0) {
+        h5_detail(d);
+    }
     w->file = -1;
     if (hs < 0) {
-        rq_status s = rq_err_set(err, RQ_EIO, "%s: cannot finish writing (%s)", w->final_path,
-                                 h5_detail(d));
+        rq_status s = rq_err_set(err, RQ_EIO, "%s: cannot finish writing (%s)", w->final_path, d);
         quiet_off(&q);
         rq_h5w_abort(w);
         return s;
@@ -300,11 +306,11 @@ rq_status rq_h5w_group(rq_h5_writer *w, const char *path, rq_err *err) {
     } else if (kind == 0) {
         hid_t l = lcpl_parents();
         hid_t g = H5Gcreate2(w->file, path, l, H5P_DEFAULT, H5P_DEFAULT);
+        char d[160];
+        if (g < 0) h5_detail(d); /* before H5Pclose clears the stack */
         H5Pclose(l);
         if (g < 0) {
-            char d[160];
-            s = rq_err_set(err, RQ_EIO, "%s: cannot create group '%s' (%s)", w->final_path, path,
-                           h5_detail(d));
+            s = rq_err_set(err, RQ_EIO, "%s: cannot create group '%s' (%s)", w->final_path, path, d);
         } else {
             H5Gclose(g);
         }
@@ -409,10 +415,11 @@ static rq_status write_attr(rq_h5_writer *w, const char *obj, const char *name, 
     if (!is_root(obj) && !link_exists(w->file, obj)) {
         hid_t l = lcpl_parents();
         hid_t g = H5Gcreate2(w->file, obj, l, H5P_DEFAULT, H5P_DEFAULT);
+        if (g < 0) h5_detail(d); /* before H5Pclose clears the stack */
         H5Pclose(l);
         if (g < 0)
             return rq_err_set(err, RQ_EIO, "%s: cannot create group '%s' for attribute '%s' (%s)",
-                              w->final_path, obj, name, h5_detail(d));
+                              w->final_path, obj, name, d);
         H5Gclose(g);
     }
     hid_t ob = H5Oopen(w->file, o, H5P_DEFAULT);
@@ -535,10 +542,11 @@ rq_h5_reader *rq_h5r_open(const char *path, rq_err *err) {
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fclose_degree(fapl, H5F_CLOSE_STRONG);
     r->file = H5Fopen(path, H5F_ACC_RDONLY, fapl);
+    char d[160];
+    h5_detail(d); /* before H5Pclose, which clears the error stack */
     H5Pclose(fapl);
     if (r->file < 0) {
-        char d[160];
-        rq_err_set(err, RQ_EFORMAT, "%s: cannot open HDF5 file (%s)", path, h5_detail(d));
+        rq_err_set(err, RQ_EFORMAT, "%s: cannot open HDF5 file (%s)", path, d);
         quiet_off(&q);
         free(r->path);
         free(r);
@@ -590,6 +598,13 @@ static rq_status ds_shape(rq_h5_reader *r, hid_t ds, const char *path, int *ndim
     hsize_t dims[RQ_H5_MAX_DIMS];
     H5Sget_simple_extent_dims(sp, dims, NULL);
     H5Sclose(sp);
+    /* A file may declare any shape (unwritten data reads as the fill value).
+     * Keep element counts below 2^56 so that every count * element size
+     * computed by callers fits in 64 bits. */
+    double total = 1;
+    for (int i = 0; i < nd; i++) total *= (double)dims[i];
+    if (total >= 72057594037927936.0) /* 2^56 */
+        return rq_err_set(err, RQ_EFORMAT, "%s: dataset '%s' is too large (%.3g elements)", r->path, path, total);
     *ndim = nd;
     for (int i = 0; i < nd; i++) shape[i] = (long)dims[i];
     return RQ_OK;

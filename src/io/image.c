@@ -120,7 +120,21 @@ rq_status rq_png_read(const char *path, uint8_t **pixels, int *w, int *h, int *c
     }
     png_init_io(png, f);
     png_set_sig_bytes(png, 8);
-    png_set_user_limits(png, 1 << 16, 1 << 16); /* a forged header must not make us allocate terabytes */
+    /* A forged header or chunk length must not make us allocate gigabytes:
+     * at most 65536 x 65536 pixels, 1 GiB decoded (checked below), and 8 MiB
+     * for any ancillary chunk (text, ICC profile, ...; libpng's own default
+     * is unlimited in some builds: a 2 GB tEXt length was enough). */
+    png_set_user_limits(png, 1 << 16, 1 << 16);
+    png_set_chunk_malloc_max(png, 8u << 20);
+    png_set_chunk_cache_max(png, 1000);
+    /* We only need the pixels: skip every ancillary chunk but tRNS without
+     * reading it into memory. (libpng 1.6.39 allocated the declared length
+     * of a tEXt chunk, 1.9 GB for a 117-byte fuzzed file, despite the
+     * chunk_malloc_max limit.) Unknown chunks are discarded the same way. */
+    static const png_byte skip[] = "tEXt\0zTXt\0iTXt\0iCCP\0sPLT\0eXIf\0pCAL\0sCAL\0hIST\0tIME\0bKGD\0"
+                                   "cHRM\0gAMA\0sRGB\0oFFs\0pHYs\0sBIT\0";
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, NULL, 0);
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, skip, (int)(sizeof skip / 5));
     png_read_info(png, info);
 
     int ctype = png_get_color_type(png, info), depth = png_get_bit_depth(png, info);
@@ -139,6 +153,7 @@ rq_status rq_png_read(const char *path, uint8_t **pixels, int *w, int *h, int *c
     size_t row = (size_t)iw * (size_t)c;
     if ((c != 1 && c != 3 && c != 4) || png_get_rowbytes(png, info) != row)
         png_error(png, "unsupported pixel layout after conversion");
+    if (row * (size_t)ih > ((size_t)1 << 30)) png_error(png, "image larger than 1 GiB decoded");
     buf = malloc(row * (size_t)ih);
     rows = malloc(sizeof(png_bytep) * (size_t)ih);
     if (!buf || !rows) png_error(png, "out of memory");
