@@ -133,6 +133,14 @@ static void test_fractional_weights(void **state) {
     }
 }
 
+static void test_monotone(void **state) {
+    const int c[4] = {1, 2, 3, 4};
+    double s[8] = {0.5, -0.1, 0.2, 0.0, /* noisy: 2 bits "better" than 3 */ 1, 2, 3, 4};
+    rq_ampn_monotone(2, 4, c, s);
+    const double want[8] = {0.5, 0.2, 0.2, 0.0, 4, 4, 4, 4};
+    for (int i = 0; i < 8; i++) assert_true(s[i] == want[i]);
+}
+
 /* ------------------------------------------------------------ sensitivity */
 
 static void test_sensitivity(void **state) {
@@ -293,6 +301,7 @@ int main(void) {
         cmocka_unit_test(test_dp_matches_brute_force),
         cmocka_unit_test(test_budget_edges),
         cmocka_unit_test(test_fractional_weights),
+        cmocka_unit_test(test_monotone),
         cmocka_unit_test(test_sensitivity),
         cmocka_unit_test_setup_teardown(test_search_tool, tu_dir_setup, tu_dir_teardown),
     };

@@ -8,7 +8,8 @@
  *    [search] ref_bits, on calibration batches spread over timesteps; the
  *    table is cached next to the checkpoint (<ckpt>.ampn.h5) and reused when
  *    the checkpoint and the calibration settings are unchanged,
- * 3. allocates bits by exact dynamic programming under [search] budget,
+ * 3. allocates bits by exact dynamic programming under [search] budget
+ *    (on the table made non-increasing in bits, rq_ampn_monotone),
  * 4. prints the map, writes it for [quant] precision_map= and a bar chart.
  *
  * Exit: 0 ok, 1 error (one line naming the file or key), 2 usage error. */
@@ -280,7 +281,8 @@ int main(int argc, char **argv) {
     }
     printf("reference loss (all searchable layers at %d bits): %.6f\n", o.ref_bits, base);
 
-    /* ---- allocation ---- */
+    /* ---- allocation (on the monotone envelope of the measured table) ---- */
+    rq_ampn_monotone(n, o.n_cands, o.cands, sens);
     rq_ampn_result res = {.bits = bits};
     if (rq_ampn_allocate(n, o.n_cands, o.cands, sens, weight, budget, &res, &err)) goto fail;
     print_table(n, o.n_cands, o.cands, names, sens, bits, macs);

@@ -44,6 +44,12 @@ typedef struct {
 rq_status rq_ampn_allocate(int n, int n_cands, const int *cands, const double *sens, const double *weight,
                            double budget, rq_ampn_result *res, rq_err *err);
 
+/* Makes each layer's row non-increasing in bits (sens[k] = max(sens[k],
+ * sens[k+1]) from the top candidate down; cands ascending): more bits never
+ * predict more damage. Measurement noise otherwise lets the DP "save" bits
+ * by lowering a layer whose measured damage happened to be negative. */
+void rq_ampn_monotone(int n, int n_cands, const int *cands, double *sens);
+
 /* ---- sensitivity measurement ---- */
 
 typedef enum { RQ_AMPN_METRIC_LOSS = 0, RQ_AMPN_METRIC_OUTPUT = 1 } rq_ampn_metric;

@@ -105,7 +105,9 @@ static const rq_cfg_spec SCHEMA[] = {
     ENUM("search", "weighting", "mac", "mac|mean", "average bits weighted by each layer's MACs, or plain layer mean"),
     INT("search", "calib_batches", "4", 1, 100000, "calibration batches (spread over timesteps)"),
     INT("search", "calib_batch_size", "16", 1, 100000, "images per calibration batch"),
-    INT("search", "ref_bits", "8", 0, 8, "activation bits of the other layers while one is probed, 0 = fp"),
+    INT("search", "ref_bits", "8", 0, 8,
+        "activation bits of the other layers while one is probed, 0 = fp; probing a QAT model, use the bits it was "
+        "trained at (its operating point)"),
     ENUM("search", "metric", "loss", "loss|output",
          "sensitivity: increase of the diffusion loss, or output error against the reference model"),
     PATH("search", "checkpoint", "", "checkpoint to probe, \"\" = train.init_from (best: one after ~1000 QAT steps)"),

@@ -137,6 +137,15 @@ rq_status rq_ampn_allocate(int n, int n_cands, const int *cands, const double *s
     return RQ_OK;
 }
 
+void rq_ampn_monotone(int n, int n_cands, const int *cands, double *sens) {
+    if (n <= 0 || n_cands <= 0 || !cands || !sens) return;
+    for (int i = 0; i < n; i++) {
+        double *s = sens + (long)i * n_cands;
+        for (int k = n_cands - 2; k >= 0; k--)
+            if (s[k] < s[k + 1]) s[k] = s[k + 1];
+    }
+}
+
 /* ------------------------------------------------------------ sensitivity */
 
 int rq_ampn_layers(rq_dit *m, rq_dit_linear **layers, const char **names, double *macs, int max) {
