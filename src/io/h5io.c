@@ -30,13 +30,43 @@ static void quiet_off(quiet_t *q) { H5Eset_auto2(H5E_DEFAULT, q->fn, q->data); }
 /* The innermost HDF5 error description, appended to our messages so that
  * e.g. "disk full" is not lost. Walking upward visits the deepest first. */
 static herr_t detail_cb(unsigned n, const H5E_error2_t *e, void *ctx) {
-    if (n == 0 && e->desc) snprintf((char *)ctx, 160, "%s", e->desc);
+    if (n != 0 || !e->desc) return 0;
+    char *out = ctx;
+    /* I/O failures read "file write failed: time = <ctime with a newline>,
+     * filename = ..., errno = 28, error message = 'No space left on
+     * device', ...": keep the head and the system's message. */
+    const char *em = strstr(e->desc, "error message = '");
+    const char *colon = strchr(e->desc, ':');
+    if (em && colon) {
+        em += strlen("error message = '");
+        const char *q = strchr(em, '\'');
+        snprintf(out, 160, "%.*s: %.*s", (int)(colon - e->desc), e->desc, (int)(q ? q - em : 80), em);
+    } else {
+        snprintf(out, 160, "%s", e->desc);
+    }
+    for (char *p = out; *p; p++) /* one line, whatever HDF5 put in it */
+        if ((unsigned char)*p < 0x20) *p = ' ';
     return 0;
 }
 static const char *h5_detail(char buf[160]) {
     buf[0] = '\0';
     H5Ewalk2(H5E_DEFAULT, H5E_WALK_UPWARD, detail_cb, buf);
     return buf[0] ? buf : "unknown HDF5 error";
+}
+
+/* libhdf5 1.10 closes the files still open at exit (H5_term_library). A
+ * file whose H5Fclose failed (disk full, file size limit) stays half
+ * closed, and that exit-time close then dereferences NULL: a write error
+ * became a segfault at exit. Every file here is closed explicitly, so the
+ * atexit handler is switched off; that is only possible before the library
+ * initialises, hence this call at the top of both open functions (a
+ * negative result, the library already being up, is harmless). */
+static void h5_init(void) {
+    static int done = 0;
+    if (!done) {
+        done = 1;
+        H5dont_atexit();
+    }
 }
 
 static char *dupstr(const char *s) {
@@ -157,6 +187,7 @@ char *rq_h5_temp_path(const char *final_path, char *buf, size_t cap) {
 }
 
 rq_h5_writer *rq_h5w_open(const char *final_path, rq_err *err) {
+    h5_init();
     if (!path_ok(final_path)) {
         rq_err_set(err, RQ_EINVAL, "rq_h5w_open: empty output path");
         return NULL;
@@ -508,6 +539,7 @@ struct rq_h5_reader {
 const char *rq_h5r_filename(const rq_h5_reader *r) { return r ? r->path : "(null)"; }
 
 rq_h5_reader *rq_h5r_open(const char *path, rq_err *err) {
+    h5_init();
     if (!path_ok(path)) {
         rq_err_set(err, RQ_EINVAL, "rq_h5r_open: empty path");
         return NULL;
