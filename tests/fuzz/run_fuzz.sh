@@ -22,7 +22,7 @@
 # build-fuzz/ (ROBUQ_FUZZ_BUILD) with coverage instrumentation (fuzzer-no-link), src/kernels/
 # without ASan/UBSan (compile time; the sanitizer ctest job covers them); each target links
 # them with libhdf5/libpng/zlib, which are NOT instrumented (not our code). Needs clang and
-# libclang-rt-14-dev (.ci/install-deps installs them); without them the script says so and
+# libclang-rt-14-dev (.ci/install-deps --with-fuzz installs them); without them the script says so and
 # exits 0 (ROBUQ_FUZZ_REQUIRED=1 makes that an error).
 #
 # Corpora: tests/fuzz/corpus/<target>/ holds small valid seeds (written by make_seeds.c, a
