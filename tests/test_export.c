@@ -74,6 +74,7 @@ typedef struct {
     const char *map; /* precision map text or NULL */
     int lowrank;     /* rank of the low-rank branch, 0 = none */
     int attn_bits;   /* fake-quant attention matmuls, 0 = fp */
+    int adaln_fp;    /* adaLN weights fp (activations still quantized) */
 } variant;
 
 static void check_variant(const char *dir, const variant *v, rq_tpack_format packing) {
@@ -91,6 +92,7 @@ static void check_variant(const char *dir, const variant *v, rq_tpack_format pac
                        .precision_map = map_path};
     q.lowrank_rank = v->lowrank;
     q.attn_bits = v->attn_bits;
+    q.adaln_weight_fp = v->adaln_fp;
     rq_err e = {0};
     if (rq_dit_quantize(&m, &q, &e) || rq_dit_add_lowrank(&m, &q, &e) || rq_dit_lowrank_init(&m, &e))
         fail_msg("%s: %s", v->name, e.msg);
@@ -107,8 +109,8 @@ static void check_variant(const char *dir, const variant *v, rq_tpack_format pac
     assert_int_equal(ws.ternary_weights, rs.ternary_weights);
     assert_int_equal(ws.packed_bytes, rs.packed_bytes);
     assert_int_equal(ws.fp_params, rs.fp_params);
-    /* 2 blocks x 5 linears are ternary; embedders/final stay fp */
-    assert_int_equal(rs.ternary_layers, 10);
+    /* 2 blocks x 5 linears are ternary (4 with fp adaLN weights); embedders/final stay fp */
+    assert_int_equal(rs.ternary_layers, v->adaln_fp ? 8 : 10);
     if (packing == RQ_TPACK_TRIT5) assert_true(rs.bits_per_weight <= 1.7);
     float *out = forward(&x, &n2);
     assert_int_equal(n1, n2);
@@ -131,19 +133,20 @@ static void check_variant(const char *dir, const variant *v, rq_tpack_format pac
 static void test_parity(void **state) {
     const char *dir = ((tu_dir *)*state)->dir;
     const variant vs[] = {
-        {"a2", 2, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0},
-        {"a3", 3, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0},
-        {"a4", 4, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0},
-        {"a8", 8, 8, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0},
+        {"a2", 2, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0, 0},
+        {"a3", 3, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0, 0},
+        {"a4", 4, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0, 0},
+        {"a8", 8, 8, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0, 0},
         {"mixed", 2, 4, RQ_ACTQ_ROBUST, 1, 0,
-         "blocks.0.attn.qkv 3\nblocks.0.attn.proj 1\nblocks.0.mlp.fc1 4\nblocks.1.mlp.fc2 2\nblocks.1.attn.qkv 1\n", 0, 0},
-        {"a2_minmax", 2, 4, RQ_ACTQ_MINMAX, 0, 0, NULL, 0, 0},
-        {"a4_projfc2", 4, 4, RQ_ACTQ_ROBUST, 1, 1, NULL, 0, 0},
-        {"w158_fp_act", 0, 0, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0},
-        {"a4_lowrank8", 4, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 8, 0},
-        {"fp_act_lowrank4", 0, 0, RQ_ACTQ_ROBUST, 1, 0, NULL, 4, 0},
-        {"a2_attn8", 2, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 8},
-        {"a4_attn4_lr4", 4, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 4, 4},
+         "blocks.0.attn.qkv 3\nblocks.0.attn.proj 1\nblocks.0.mlp.fc1 4\nblocks.1.mlp.fc2 2\nblocks.1.attn.qkv 1\n", 0, 0, 0},
+        {"a2_minmax", 2, 4, RQ_ACTQ_MINMAX, 0, 0, NULL, 0, 0, 0},
+        {"a4_projfc2", 4, 4, RQ_ACTQ_ROBUST, 1, 1, NULL, 0, 0, 0},
+        {"w158_fp_act", 0, 0, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 0, 0},
+        {"a4_lowrank8", 4, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 8, 0, 0},
+        {"fp_act_lowrank4", 0, 0, RQ_ACTQ_ROBUST, 1, 0, NULL, 4, 0, 0},
+        {"a2_attn8", 2, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 0, 8, 0},
+        {"a4_attn4_lr4", 4, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 4, 4, 0},
+        {"a2_adaln_fpw", 2, 4, RQ_ACTQ_ROBUST, 1, 0, NULL, 2, 8, 1},
     };
     for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
         check_variant(dir, &vs[i], RQ_TPACK_TRIT5);

@@ -41,6 +41,7 @@ typedef struct {
     int weight_ternary;      /* weight_bits = 1.58 */
     int act_bits;            /* default activation bits of qkv/proj/fc1/fc2 */
     int adaln_act_bits;      /* adaLN modulation linears (0 = FP) */
+    int adaln_weight_fp;     /* 1: adaLN weights stay fp (activations still quantized) */
     int method;              /* robust / minmax */
     int hadamard;            /* on / off */
     int hadamard_proj_fc2_only;

@@ -82,6 +82,8 @@ static const rq_cfg_spec SCHEMA[] = {
     BOOL("quant", "quantize_embedder", "off", "also quantize the patch/timestep embedders"),
     BOOL("quant", "quantize_final", "off", "also quantize the final layer"),
     INT("quant", "adaln_act_bits", "4", 0, 8, "activation bits of the adaLN modulation linears, 0 = fp"),
+    ENUM("quant", "adaln_weight_bits", "1.58", "fp|1.58",
+         "weights of the adaLN modulation linears: ternary (as weight_bits) or kept fp"),
     INT("quant", "attn_bits", "8", 0, 8, "fake-quant bits of q, k, v (per token and head, min-max) and of the softmax output (unsigned static grid) in the attention matmuls, 0 = fp"),
     INT("quant", "lowrank_rank", "0", 0, 4096, "rank of the FP low-rank branch of every ternary linear (SVD init at QAT start, enhanced baseline), 0 = off"),
     ENUM("quant", "hadamard_layers", "all", "all|proj_fc2",

@@ -118,10 +118,19 @@ rq_status rq_export_write(const char *path, const rq_dit *m, const rq_export_opt
     if (!s) s = rq_h5w_attr_i64(w, "/", "step", o->step, err);
     if (!s) s = rq_h5w_attr_i64(w, "/", "attn_bits", m->attn_bits, err);
     if (!s) s = rq_h5w_attr_str(w, "/", "attn_method", rq_actq_method_name(m->attn_method), err);
-    for (int i = 0; !s && i < n; i++)
-        if (ls[i]->q && !ls[i]->q->w_ternary)
-            s = rq_err_set(err, RQ_EINVAL, "export: %s quantizes activations but not weights; exports need ternary weights",
-                           names[i]);
+    /* fp weights with quantized activations: the quantizer settings, the
+     * weight itself goes to /fp with the other fp parameters */
+    for (int i = 0; !s && i < n; i++) {
+        if (!ls[i]->q || ls[i]->q->w_ternary || !ls[i]->q->a_bits) continue;
+        char ln[128], g[192];
+        layer_name(names[i], ln, sizeof ln);
+        snprintf(g, sizeof g, "/layers/%s", ln);
+        s = rq_h5w_group(w, g, err);
+        if (!s) s = rq_h5w_attr_str(w, g, "weights", "fp32", err);
+        if (!s) s = rq_h5w_attr_i64(w, g, "a_bits", ls[i]->q->a_bits, err);
+        if (!s) s = rq_h5w_attr_str(w, g, "a_method", rq_actq_method_name(ls[i]->q->a_method), err);
+        if (!s) s = rq_h5w_attr_i64(w, g, "hadamard", ls[i]->q->hadamard ? ls[i]->q->had.n : 0, err);
+    }
     for (int i = 0; !s && i < n; i++) {
         if (!is_ternary(ls[i])) continue;
         char ln[128];
@@ -180,6 +189,27 @@ static rq_status get_int_attr(rq_h5_reader *r, const char *obj, const char *name
 
 /* One ternary layer: validates the group against the model's linear and
  * builds its integer form. */
+/* A layer with fp weights and quantized activations: only its quantizer. */
+static rq_status load_actq_layer(rq_h5_reader *r, rq_dit_linear *L, const char *g, const char *name, rq_err *err) {
+    const char *file = rq_h5r_filename(r);
+    int out = L->w->shape[0], in = (int)(L->w->n / out);
+    char wts[16], method[32];
+    long bits = 0, had = 0;
+    if (rq_h5r_get_str(r, g, "weights", wts, sizeof wts, err) || get_int_attr(r, g, "a_bits", 1, RQ_ACTQ_MAX_BITS, &bits, err) ||
+        get_int_attr(r, g, "hadamard", 0, in, &had, err) || rq_h5r_get_str(r, g, "a_method", method, sizeof method, err))
+        return err->code;
+    int am;
+    rq_err me = {0};
+    if (strcmp(wts, "fp32")) return rq_err_set(err, RQ_EFORMAT, "%s: %s weights = '%s', expected fp32", file, g, wts);
+    if (rq_actq_method_parse(method, &am, &me))
+        return rq_err_set(err, RQ_EFORMAT, "%s: %s attribute a_method = '%s', expected robust or minmax", file, g, method);
+    if (had != 0 && had != in)
+        return rq_err_set(err, RQ_EFORMAT, "%s: %s attribute hadamard = %ld, expected 0 or %d", file, g, had, in);
+    rq_qlinear q = {0};
+    q.a_bits = (int)bits, q.a_method = am, q.hadamard = had != 0;
+    return rq_qlinear_attach(L, &q, name, err);
+}
+
 /* The fp32 low-rank factors of a layer, registered as model parameters. */
 static rq_status load_lowrank(rq_h5_reader *r, rq_dit *m, rq_dit_linear *L, const char *g, const char *name,
                               rq_export_stats *st, rq_err *err) {
@@ -322,7 +352,9 @@ rq_status rq_export_load(const char *path, rq_dit *m, rq_config **cfg_out, rq_ex
         char ln[128], g[192];
         layer_name(names[i], ln, sizeof ln);
         snprintf(g, sizeof g, "/layers/%s", ln);
-        if (rq_h5r_exists(r, g) == 2) {
+        if (rq_h5r_exists(r, g) == 2 && rq_h5r_has_attr(r, g, "weights")) {
+            s = load_actq_layer(r, ls[i], g, ln, err); /* fp weight, read with /fp below */
+        } else if (rq_h5r_exists(r, g) == 2) {
             s = load_layer(r, m, ls[i], ln, packing, &st, err);
             /* the latent fp32 weight is not needed any more */
             if (!s) {
@@ -335,7 +367,7 @@ rq_status rq_export_load(const char *path, rq_dit *m, rq_config **cfg_out, rq_ex
         rq_tensor *t = m->params[p];
         int owned = 0;
         for (int i = 0; i < n && !owned; i++)
-            owned = ls[i]->q && (ls[i]->w == t || ls[i]->b == t || ls[i]->lr_a == t || ls[i]->lr_b == t);
+            owned = is_ternary(ls[i]) && (ls[i]->w == t || ls[i]->b == t || ls[i]->lr_a == t || ls[i]->lr_b == t);
         if (owned) continue;
         char dp[160];
         snprintf(dp, sizeof dp, "/fp/%s", t->name);
@@ -349,7 +381,7 @@ rq_status rq_export_load(const char *path, rq_dit *m, rq_config **cfg_out, rq_ex
         if (!s) s = rq_h5r_read_f32(r, dp, t->data, t->n, err);
         st.fp_params += t->n;
     }
-    for (int i = 0; i < n; i++) st.fp_layers += !ls[i]->q;
+    for (int i = 0; i < n; i++) st.fp_layers += !is_ternary(ls[i]);
     rq_h5r_close(r);
     if (s) {
         rq_dit_free(m);

@@ -38,6 +38,7 @@ rq_status rq_quant_opts_from(const rq_config *cfg, rq_quant_opts *q, rq_err *err
     q->weight_ternary = !strcmp(rq_cfg_str(cfg, "quant.weight_bits"), "1.58");
     q->act_bits = rq_cfg_int(cfg, "quant.act_bits");
     q->adaln_act_bits = rq_cfg_int(cfg, "quant.adaln_act_bits");
+    q->adaln_weight_fp = !strcmp(rq_cfg_str(cfg, "quant.adaln_weight_bits"), "fp");
     q->method = !strcmp(rq_cfg_str(cfg, "quant.quantizer"), "minmax") ? RQ_ACTQ_MINMAX : RQ_ACTQ_ROBUST;
     q->hadamard = rq_cfg_bool(cfg, "quant.hadamard");
     q->hadamard_proj_fc2_only = !strcmp(rq_cfg_str(cfg, "quant.hadamard_layers"), "proj_fc2");

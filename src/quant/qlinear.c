@@ -250,7 +250,7 @@ rq_status rq_dit_add_lowrank(rq_dit *m, const rq_quant_opts *o, rq_err *err) {
     int n = rq_dit_linears(m, ls, names, 1024), r = o->lowrank_rank;
     for (int i = 0; i < n && i < 1024; i++) {
         rq_dit_linear *L = ls[i];
-        if (!layer_quantized(L->kind, o) || L->lr_a) continue;
+        if (!layer_quantized(L->kind, o) || L->lr_a || (!strcmp(L->kind, "adaLN") && o->adaln_weight_fp)) continue;
         int out = L->w->shape[0], in = (int)(L->w->n / out);
         if (r > out || r > in)
             return rq_err_set(err, RQ_EINVAL, "quant.lowrank_rank %d exceeds %s's size %d x %d", r, names[i], out, in);
@@ -328,7 +328,7 @@ rq_status rq_dit_quantize(rq_dit *m, const rq_quant_opts *o, rq_err *err) {
             continue;
         }
         rq_qlinear q = {0};
-        q.w_ternary = o->weight_ternary;
+        q.w_ternary = o->weight_ternary && !(adaln && o->adaln_weight_fp);
         q.a_method = o->method;
         q.a_bits = adaln ? o->adaln_act_bits : o->act_bits;
         if (map[i] > 0) q.a_bits = map[i];
