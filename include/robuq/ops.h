@@ -79,4 +79,8 @@ rq_tensor *rq_ste(rq_graph *g, rq_tensor *x, rq_rowwise_fn fn, const void *arg, 
 /* Stop gradient: a copy that does not require grad. */
 rq_tensor *rq_detach(rq_graph *g, rq_tensor *x);
 
+/* Softmax cross-entropy: mean over rows of -log softmax(logits[r])[labels[r]];
+ * logits [..., K] with n rows (labels copied, each in [0, K)) -> [1]. */
+rq_tensor *rq_cross_entropy(rq_graph *g, rq_tensor *logits, const int *labels, long n);
+
 #endif
