@@ -23,7 +23,7 @@ train() { # config out_dir threads [--set ...]
 }
 mkdir -p runs
 [ -f runs/fmnist_train.h5 ] || $B/robuq-data fmnist
-[ -f runs/fmnist_classifier.h5 ] || $B/robuq-classifier > runs/fmnist_classifier.out 2>&1 &
+[ -f runs/fmnist_classifier.h5 ] || OMP_NUM_THREADS=4 $B/robuq-classifier > runs/fmnist_classifier.out 2>&1 &
 done_run runs/fmnist_fp || $B/robuq-train configs/fmnist_demo.ini --set train.threads=$(( n > 4 ? n - 4 : n )) \
   > runs/fmnist_fp.out 2>&1
 wait
