@@ -5,11 +5,44 @@
 #ifndef ROBUQ_FASTMATH_H
 #define ROBUQ_FASTMATH_H
 
+#include <math.h>
 #include <stdint.h>
 #include <string.h>
 
+/* Hot elementwise/row loops are compiled once per ISA (AVX-512F, AVX2,
+ * baseline SSE2) and picked at load time through GCC's target_clones
+ * (ifunc), so the portable build runs them at full vector width. All clones
+ * return the same floats: without -ffast-math the vectorizer never
+ * reassociates, and the library is built with -ffp-contract=off, so the AVX
+ * clones do not fuse a*b+c into FMAs (CMakeLists.txt). Reductions that must
+ * stay exact keep a fixed lane structure written out in the source (the same
+ * on every ISA). Define RQ_NO_CLONES to get a single default version. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__ELF__) && !defined(RQ_NO_CLONES)
+#define RQ_TARGET_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define RQ_TARGET_CLONES
+#endif
+
+/* x clamped to [lo, hi], NaN passed through: the value of
+ * x < lo ? lo : (x > hi ? hi : x). Written as integer bit selects on the
+ * compare results: a float ?: here is "control flow in loop" under
+ * -ftrapping-math and blocks vectorization of the calling loop (AVX-512
+ * if-converts it with masks, SSE2/AVX2 do not); the bit select vectorizes on
+ * every ISA and gives exactly the same bits. */
+static inline float rq_clampf(float x, float lo, float hi) {
+    int32_t xi, lb, hb;
+    memcpy(&xi, &x, sizeof xi);
+    memcpy(&lb, &lo, sizeof lb);
+    memcpy(&hb, &hi, sizeof hb);
+    const int32_t below = -(int32_t)(x < lo), above = -(int32_t)(x > hi); /* all ones or 0 */
+    xi = (xi & ~below) | (lb & below);
+    xi = (xi & ~above) | (hb & above);
+    memcpy(&x, &xi, sizeof x);
+    return x;
+}
+
 static inline float rq_expf(float x) {
-    x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+    x = rq_clampf(x, -87.0f, 88.0f);
     /* n = round(x / ln2) via the 1.5 * 2^23 trick (no libm call) */
     float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
@@ -29,5 +62,26 @@ static inline float rq_expf(float x) {
 static inline float rq_tanhf(float x) { return 1.0f - 2.0f / (rq_expf(2.0f * x) + 1.0f); }
 
 static inline float rq_sigmoidf(float x) { return 1.0f / (1.0f + rq_expf(-x)); }
+
+/* max over x[0..n) of the elements that are not NaN (-INFINITY if none), the
+ * value the sequential loop `m = x[i] > m ? x[i] : m` gives. Sixteen
+ * independent running maxima so it vectorizes: max is exact (no rounding),
+ * NaN is skipped in every lane as in the sequential loop, so the only
+ * possible difference is the sign of a zero maximum (+0 vs -0 when both
+ * occur), which the softmax callers cannot observe: they use m only as
+ * x - m (x - (+0) and x - (-0) differ only for x = -0, giving -0 vs +0, and
+ * rq_expf(-0) == rq_expf(+0) bit for bit) and as m + logf(s) with s >= 1
+ * (logf(s) >= +0, and +-0 + +0 = +0). */
+static inline float rq_row_maxf(const float *x, int n) {
+    float mx[16];
+    for (int j = 0; j < 16; j++) mx[j] = -INFINITY;
+    int i = 0;
+    for (; i + 16 <= n; i += 16)
+        for (int j = 0; j < 16; j++) mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];
+    for (; i < n; i++) mx[0] = x[i] > mx[0] ? x[i] : mx[0];
+    float m = -INFINITY;
+    for (int j = 0; j < 16; j++) m = mx[j] > m ? mx[j] : m;
+    return m;
+}
 
 #endif

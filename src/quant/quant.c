@@ -1,6 +1,7 @@
 /* quant.c: ternary weight quantizer and per-token activation quantizers
  * (RobustQuantizer and min-max). Conventions in quant.h. */
 #include "robuq/quant.h"
+#include "robuq/fastmath.h"
 
 #include <float.h>
 #include <math.h>
@@ -8,6 +9,12 @@
 
 /* Elements above which row loops are spread over OpenMP threads. */
 #define RQ_QUANT_PAR_WORK (1L << 15)
+
+/* The hot row loops (row_stats, quant_row, ternary_row) are compiled per ISA
+ * with RQ_TARGET_CLONES (robuq/fastmath.h) and bit-identical on all of them:
+ * row_stats keeps its fixed eight-lane partial sums on every ISA (each lane
+ * adds its elements in index order, never reassociated), the quantize loops
+ * are elementwise, and the library builds with -ffp-contract=off. */
 
 /* ------------------------------------------------------------------------
  * MSE-optimal uniform grids for x ~ N(0,1), computed offline.
@@ -108,7 +115,7 @@ static inline float rint_small(float v) {
 
 /* Sum of squares (double) and max|x| of a row. Eight independent partial
  * sums so the loop vectorizes without reordering a single sum. */
-static void row_stats(const float *x, int n, double *ss_out, float *max_out) {
+RQ_TARGET_CLONES static void row_stats(const float *x, int n, double *ss_out, float *max_out) {
     double ss[8] = {0};
     float mx[8] = {0};
     int i = 0;
@@ -151,7 +158,7 @@ static float row_unit(const rq_actq_grid_info *g, int method, const float *x, in
  * loop computes the codes (as floats) and the mask into small buffers, then
  * plain loops write whichever outputs were asked for. */
 #define QBLOCK 256
-static void quant_row(const rq_actq_grid_info *g, float u, const float *x, float *y,
+RQ_TARGET_CLONES static void quant_row(const rq_actq_grid_info *g, float u, const float *x, float *y,
                       int8_t *codes, uint8_t *mask, int n) {
     if (isnan(u) || u == 0.0f) {
         const int bad = isnan(u);
@@ -307,7 +314,7 @@ float rq_ternary_gamma(const float *w, int cols) {
 }
 
 /* One row: codes and/or dequantized values (either may be NULL). */
-static float ternary_row(const float *w, float *wq, int8_t *codes, int cols) {
+RQ_TARGET_CLONES static float ternary_row(const float *w, float *wq, int8_t *codes, int cols) {
     const float g = rq_ternary_gamma(w, cols);
     if (!isfinite(g)) { /* the row holds NaN / Inf: propagate loudly */
         for (int i = 0; i < cols; i++) {
