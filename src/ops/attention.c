@@ -40,11 +40,12 @@
 
 /* In place: rows of S (T x T) become softmax probabilities; the per-row
  * log-sum-exp is stored in lse if given (forward keeps it for backward). */
-static void softmax_scores(float *S, int T, float *lse) {
+RQ_TARGET_CLONES static void softmax_scores(float *S, int T, float *lse) {
     for (int i = 0; i < T; i++) {
-        float *row = S + (long)i * T, m = -INFINITY, s = 0.0f;
-        for (int j = 0; j < T; j++) m = row[j] > m ? row[j] : m;
-        for (int j = 0; j < T; j++) s += (row[j] = rq_expf(row[j] - m));
+        float *row = S + (long)i * T, s = 0.0f;
+        const float m = rq_row_maxf(row, T);
+        for (int j = 0; j < T; j++) row[j] = rq_expf(row[j] - m); /* vectorizes */
+        for (int j = 0; j < T; j++) s += row[j];                   /* same order as before */
         float inv = 1.0f / s;
         for (int j = 0; j < T; j++) row[j] *= inv;
         if (lse) lse[i] = m + logf(s);
@@ -52,7 +53,7 @@ static void softmax_scores(float *S, int T, float *lse) {
 }
 
 /* Backward's recomputation: P = exp(S - lse) row by row. */
-static void probs_from_lse(float *S, int T, const float *lse) {
+RQ_TARGET_CLONES static void probs_from_lse(float *S, int T, const float *lse) {
     for (int i = 0; i < T; i++) {
         float *row = S + (long)i * T;
         for (int j = 0; j < T; j++) row[j] = rq_expf(row[j] - lse[i]);

@@ -164,14 +164,29 @@ rq_tensor *rq_gated_add(rq_graph *g, rq_tensor *x, rq_tensor *gate, rq_tensor *y
 /* ------------------------------------------------------------ activations */
 
 
+/* Elementwise activation kernels, cloned per ISA (RQ_TARGET_CLONES) and run
+ * over blocks of ACT_BLOCK elements by the OpenMP loops; each element's value
+ * does not depend on the blocking or the ISA. */
+#define ACT_BLOCK 4096L
+static inline int act_len(long n, long i0) { return (int)(n - i0 < ACT_BLOCK ? n - i0 : ACT_BLOCK); }
+
+RQ_TARGET_CLONES static void silu_fwd_block(const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) y[i] = x[i] * rq_sigmoidf(x[i]);
+}
+
+RQ_TARGET_CLONES static void silu_bwd_block(const float *x, const float *dy, float *dx, int n) {
+    for (int i = 0; i < n; i++) {
+        float v = x[i], s = rq_sigmoidf(v);
+        dx[i] += dy[i] * s * (1.0f + v * (1.0f - s));
+    }
+}
+
 static void silu_backward(rq_graph *g, rq_node *n) {
     rq_tensor *x = n->in[0];
     float *dx = in_grad(g, x);
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < x->n; i++) {
-        float v = x->data[i], s = rq_sigmoidf(v);
-        dx[i] += n->out->grad[i] * s * (1.0f + v * (1.0f - s));
-    }
+    for (long i0 = 0; i0 < x->n; i0 += ACT_BLOCK)
+        silu_bwd_block(x->data + i0, n->out->grad + i0, dx + i0, act_len(x->n, i0));
 }
 
 rq_tensor *rq_silu(rq_graph *g, rq_tensor *x) {
@@ -179,7 +194,8 @@ rq_tensor *rq_silu(rq_graph *g, rq_tensor *x) {
     rq_tensor *y = out_like(g, x);
     if (!y) return NULL;
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < x->n; i++) y->data[i] = x->data[i] * rq_sigmoidf(x->data[i]);
+    for (long i0 = 0; i0 < x->n; i0 += ACT_BLOCK)
+        silu_fwd_block(x->data + i0, y->data + i0, act_len(x->n, i0));
     if (rq_needs_grad(g, 1, &x)) {
         rq_node *n = rq_graph_push(g, "silu", silu_backward, y);
         if (!n) return NULL;
@@ -191,15 +207,27 @@ rq_tensor *rq_silu(rq_graph *g, rq_tensor *x) {
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
 
+RQ_TARGET_CLONES static void gelu_fwd_block(const float *x, float *y, int n) {
+    for (int i = 0; i < n; i++) {
+        float v = x[i];
+        y[i] = 0.5f * v * (1.0f + rq_tanhf(GELU_K * (v + GELU_C * v * v * v)));
+    }
+}
+
+RQ_TARGET_CLONES static void gelu_bwd_block(const float *x, const float *dy, float *dx, int n) {
+    for (int i = 0; i < n; i++) {
+        float v = x[i], th = rq_tanhf(GELU_K * (v + GELU_C * v * v * v));
+        float d = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * v * v);
+        dx[i] += dy[i] * d;
+    }
+}
+
 static void gelu_backward(rq_graph *g, rq_node *n) {
     rq_tensor *x = n->in[0];
     float *dx = in_grad(g, x);
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < x->n; i++) {
-        float v = x->data[i], th = rq_tanhf(GELU_K * (v + GELU_C * v * v * v));
-        float d = 0.5f * (1.0f + th) + 0.5f * v * (1.0f - th * th) * GELU_K * (1.0f + 3.0f * GELU_C * v * v);
-        dx[i] += n->out->grad[i] * d;
-    }
+    for (long i0 = 0; i0 < x->n; i0 += ACT_BLOCK)
+        gelu_bwd_block(x->data + i0, n->out->grad + i0, dx + i0, act_len(x->n, i0));
 }
 
 rq_tensor *rq_gelu_tanh(rq_graph *g, rq_tensor *x) {
@@ -207,10 +235,8 @@ rq_tensor *rq_gelu_tanh(rq_graph *g, rq_tensor *x) {
     rq_tensor *y = out_like(g, x);
     if (!y) return NULL;
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < x->n; i++) {
-        float v = x->data[i];
-        y->data[i] = 0.5f * v * (1.0f + rq_tanhf(GELU_K * (v + GELU_C * v * v * v)));
-    }
+    for (long i0 = 0; i0 < x->n; i0 += ACT_BLOCK)
+        gelu_fwd_block(x->data + i0, y->data + i0, act_len(x->n, i0));
     if (rq_needs_grad(g, 1, &x)) {
         rq_node *n = rq_graph_push(g, "gelu_tanh", gelu_backward, y);
         if (!n) return NULL;
@@ -235,16 +261,19 @@ static void softmax_backward(rq_graph *g, rq_node *n) {
     }
 }
 
+/* One row. The exp loop vectorizes; the float sum stays a sequential loop
+ * of its own (same order, same value as before). */
+RQ_TARGET_CLONES static void softmax_row(const float *xr, float *yr, int D) {
+    const float m = rq_row_maxf(xr, D);
+    float s = 0.0f;
+    for (int i = 0; i < D; i++) yr[i] = rq_expf(xr[i] - m);
+    for (int i = 0; i < D; i++) s += yr[i];
+    for (int i = 0; i < D; i++) yr[i] /= s;
+}
+
 void rq_softmax_rows(const float *x, float *y, long rows, int D) {
 #pragma omp parallel for schedule(static) if (rows > 64)
-    for (long r = 0; r < rows; r++) {
-        const float *xr = x + r * D;
-        float *yr = y + r * D;
-        float m = -INFINITY, s = 0.0f;
-        for (int i = 0; i < D; i++) m = xr[i] > m ? xr[i] : m;
-        for (int i = 0; i < D; i++) s += (yr[i] = rq_expf(xr[i] - m));
-        for (int i = 0; i < D; i++) yr[i] /= s;
-    }
+    for (long r = 0; r < rows; r++) softmax_row(x + r * D, y + r * D, D);
 }
 
 rq_tensor *rq_softmax(rq_graph *g, rq_tensor *x) {
