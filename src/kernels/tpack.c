@@ -192,7 +192,8 @@ rq_status rq_t2_check(const uint8_t *in, int rows, int cols, rq_err *err) {
                 for (int c = 16 * q; c < 16 * q + 16; c++) {
                     if (r < rows && c < cols) continue;
                     int sh;
-                    if (((in[t2_at(Q, r, c, &sh)] >> sh) & 3u) != 1) bad = 1;
+                    size_t at = t2_at(Q, r, c, &sh); /* sets sh: must be sequenced before the shift */
+                    if (((in[at] >> sh) & 3u) != 1) bad = 1;
                 }
         }
     return bad ? t2_find_bad(in, rows, cols, err) : RQ_OK;
