@@ -142,8 +142,8 @@ int main(int argc, char **argv) {
                                : !strcmp(name, "avx2") ? RQ_GEMM_AVX2
                                : !strcmp(name, "avx512") ? RQ_GEMM_AVX512 : RQ_GEMM_AUTO;
             if (want == RQ_GEMM_AUTO) {
-                fprintf(stderr, "unknown isa: %s\n", name);
-                return 1;
+                fprintf(stderr, "bench_gemm: unknown isa '%s' (scalar, avx2, avx512)\n", name);
+                return 2;
             }
             if (rq_gemm_set_isa(want) != want) fprintf(stderr, "warning: %s not available here\n", name);
         }
@@ -151,15 +151,14 @@ int main(int argc, char **argv) {
             for (int j = 0; j < 5; j++) shape[j] = atoi(argv[++i]);
             have_shape = 1;
         } else {
-            fprintf(stderr, "unknown argument: %s\n", argv[i]);
-            usage(argv[0]);
-            return 1;
+            fprintf(stderr, "bench_gemm: unknown argument '%s' (--help lists the options)\n", argv[i]);
+            return 2;
         }
     }
     if (threads < 1 || reps < 1 || tokens < 1 || batch < 1 ||
         (have_shape && (shape[2] < 1 || shape[3] < 1 || shape[4] < 1))) {
-        fprintf(stderr, "threads, reps, tokens, batch and shape sizes must be >= 1\n");
-        return 1;
+        fprintf(stderr, "bench_gemm: threads, reps, tokens, batch and shape sizes must be >= 1\n");
+        return 2;
     }
     if (quick) reps = 2;
     omp_set_num_threads(threads);

@@ -83,14 +83,23 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--cputime")) cpu = 1;
         else if (!strcmp(argv[i], "--isa") && i + 1 < argc) {
             const char *s = argv[++i];
-            isa = !strcmp(s, "scalar") ? RQ_TGEMM_SCALAR : !strcmp(s, "avx2") ? RQ_TGEMM_AVX2 : RQ_TGEMM_VNNI;
-        } else {
+            if (!strcmp(s, "scalar")) isa = RQ_TGEMM_SCALAR;
+            else if (!strcmp(s, "avx2")) isa = RQ_TGEMM_AVX2;
+            else if (!strcmp(s, "avx512vnni")) isa = RQ_TGEMM_VNNI;
+            else {
+                fprintf(stderr, "bench_tlinear: unknown isa '%s' (scalar, avx2, avx512vnni)\n", s);
+                return 2;
+            }
+        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(argv[0]);
-            return strcmp(argv[i], "--help") ? 2 : 0;
+            return 0;
+        } else {
+            fprintf(stderr, "bench_tlinear: unknown argument '%s' (--help lists the options)\n", argv[i]);
+            return 2;
         }
     }
     if (threads < 1 || reps < 1 || tokens < 1 || batch < 1 || bits < 1 || bits > 8) {
-        usage(argv[0]);
+        fprintf(stderr, "bench_tlinear: threads, reps, tokens, batch must be >= 1 and bits 1..8\n");
         return 2;
     }
     g_cpu = cpu ? threads : 0;
