@@ -50,6 +50,9 @@ void *rq_calloc(size_t bytes);
 void rq_free(void *p);
 
 double rq_now(void); /* wall clock seconds (monotonic) */
+/* A string from a file, fit for a one-line message: control characters and
+ * non-ASCII bytes as \xNN, cut to fit cap. Returns buf. */
+const char *rq_printable(const char *s, char *buf, size_t cap);
 /* Writes text to path atomically ("<path>.tmp.<pid>", fsync, rename): the
  * file is either the old one or complete, never half written. */
 rq_status rq_write_text_atomic(const char *path, const char *text, rq_err *err);

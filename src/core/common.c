@@ -99,6 +99,18 @@ double rq_now(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+const char *rq_printable(const char *s, char *buf, size_t cap) {
+    if (!buf || cap == 0) return "";
+    size_t k = 0;
+    for (; s && *s && k + 5 < cap; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c < 0x20 || c >= 0x7f) k += (size_t)snprintf(buf + k, cap - k, "\\x%02x", c);
+        else buf[k++] = (char)c;
+    }
+    buf[k] = '\0';
+    return buf;
+}
+
 rq_status rq_write_text_atomic(const char *path, const char *text, rq_err *err) {
     if (!path || !text) return rq_err_set(err, RQ_EINVAL, "rq_write_text_atomic: NULL argument");
     char tmp[4200];

@@ -13,19 +13,6 @@
 
 /* ------------------------------------------------------------------ load */
 
-/* A string from the file, shown in a message: control characters and
- * non-ASCII bytes as \xNN, cut to fit, so the message stays one line. */
-static const char *shown(const char *s, char *buf, size_t cap) {
-    size_t k = 0;
-    for (; *s && k + 5 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c >= 0x7f) k += (size_t)snprintf(buf + k, cap - k, "\\x%02x", c);
-        else buf[k++] = (char)c;
-    }
-    buf[k] = '\0';
-    return buf;
-}
-
 void rq_dataset_free(rq_dataset *ds) {
     if (!ds) return;
     rq_free(ds->x);
@@ -49,7 +36,7 @@ static rq_status load_attrs(rq_h5_reader *r, const char *path, rq_dataset *ds, r
     if (rq_h5r_has_attr(r, NULL, "format")) {
         if ((s = rq_h5r_get_str(r, NULL, "format", buf, sizeof buf, err)) != RQ_OK) return s;
         if (strcmp(buf, RQ_DATASET_FORMAT) != 0)
-            return rq_err_set(err, RQ_EFORMAT, "%s: format is '%s', expected '%s'", path, shown(buf, show, sizeof show),
+            return rq_err_set(err, RQ_EFORMAT, "%s: format is '%s', expected '%s'", path, rq_printable(buf, show, sizeof show),
                               RQ_DATASET_FORMAT);
     }
     if (rq_h5r_has_attr(r, NULL, "version")) {
@@ -67,7 +54,7 @@ static rq_status load_attrs(rq_h5_reader *r, const char *path, rq_dataset *ds, r
         else if (strcmp(buf, "latents") == 0) ds->kind = RQ_DATA_LATENTS;
         else
             return rq_err_set(err, RQ_EFORMAT, "%s: kind is '%s', expected 'images' or 'latents'",
-                              path, shown(buf, show, sizeof show));
+                              path, rq_printable(buf, show, sizeof show));
     } else {
         int im = rq_h5r_exists(r, "/images") == 1, la = rq_h5r_exists(r, "/latents") == 1;
         if (im == la)

@@ -11,19 +11,6 @@
 #include "robuq/h5io.h"
 #include "robuq/train.h"
 
-/* A string from the file, shown in a message: control characters and
- * non-ASCII bytes as \xNN, cut to fit, so the message stays one line. */
-static const char *shown(const char *s, char *buf, size_t cap) {
-    size_t k = 0;
-    for (; *s && k + 5 < cap; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c < 0x20 || c >= 0x7f) k += (size_t)snprintf(buf + k, cap - k, "\\x%02x", c);
-        else buf[k++] = (char)c;
-    }
-    buf[k] = '\0';
-    return buf;
-}
-
 static rq_status write_param_set(rq_h5_writer *w, const char *group, const rq_dit *m, float *const *bufs,
                                  rq_err *err) {
     for (int i = 0; i < m->n_params; i++) {
@@ -77,7 +64,7 @@ static rq_status check_format(rq_h5_reader *r, const char *path, rq_err *err) {
     if (rq_h5r_get_str(r, "/", "format", fmt, sizeof fmt, err)) return err->code;
     char show[96];
     if (strcmp(fmt, RQ_CKPT_FORMAT))
-        return rq_err_set(err, RQ_EFORMAT, "%s: format is '%s', expected '%s'", path, shown(fmt, show, sizeof show),
+        return rq_err_set(err, RQ_EFORMAT, "%s: format is '%s', expected '%s'", path, rq_printable(fmt, show, sizeof show),
                           RQ_CKPT_FORMAT);
     if (rq_h5r_get_i64(r, "/", "version", &ver, err)) return err->code;
     if (ver != RQ_CKPT_VERSION)
@@ -127,7 +114,7 @@ static rq_status read_param_set(rq_h5_reader *r, const char *path, const char *g
         const char *base = strrchr(names[i], '/') ? strrchr(names[i], '/') + 1 : names[i];
         char show[128];
         if (!rq_dit_param(m, base))
-            s = rq_err_set(err, RQ_EFORMAT, "%s: unexpected tensor %s/%s", path, group, shown(base, show, sizeof show));
+            s = rq_err_set(err, RQ_EFORMAT, "%s: unexpected tensor %s/%s", path, group, rq_printable(base, show, sizeof show));
     }
     rq_h5_names_free(names, n);
     return s;
