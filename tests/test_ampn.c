@@ -199,32 +199,13 @@ static void test_sensitivity(void **state) {
 
 /* ------------------------------------------------------------ robuq-search */
 
-static int sh(const char *fmt, ...) {
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 static void test_search_tool(void **state) {
     const char *dir = ((tu_dir *)*state)->dir;
     /* tiny dataset + a 6-step FP run to probe */
-    int n = 48;
-    uint8_t *img = malloc((size_t)n * 64);
-    int32_t *lab = malloc((size_t)n * sizeof(int32_t));
-    uint64_t s = 1;
-    for (int i = 0; i < n * 64; i++) img[i] = (uint8_t)(tu_next(&s) & 255);
-    for (int i = 0; i < n; i++) lab[i] = i % 3;
-    rq_dataset_src src = {.kind = RQ_DATA_IMAGES, .n = n, .c = 1, .h = 8, .w = 8, .images = img, .labels = lab,
-                          .num_classes = 3, .compression = -1};
     char path[1024];
     snprintf(path, sizeof path, "%s/data.h5", dir);
+    tu_write_tiny_images(path, 48, 1);
     rq_err e = {0};
-    if (rq_dataset_write(path, &src, &e)) fail_msg("%s", e.msg);
-    free(img), free(lab);
     char ini[512];
     snprintf(ini, sizeof ini, "%s/tiny.ini", dir);
     FILE *f = fopen(ini, "w");
@@ -237,13 +218,13 @@ static void test_search_tool(void **state) {
             "[search]\ncalib_batches = 2\ncalib_batch_size = 8\ncheckpoint = %s/fp/ckpt_last.h5\n",
             path, dir, dir);
     fclose(f);
-    if (sh("%s/robuq-train %s --set quant.enabled=off > %s/train.out 2>&1", ROBUQ_BIN_DIR, ini, dir)) {
-        sh("cat %s/train.out", dir);
+    if (tu_sh("%s/robuq-train %s --set quant.enabled=off > %s/train.out 2>&1", ROBUQ_BIN_DIR, ini, dir)) {
+        tu_sh("cat %s/train.out", dir);
         fail_msg("robuq-train failed");
     }
     /* search at budget 2.0 */
-    if (sh("%s/robuq-search %s > %s/s1.out 2>&1", ROBUQ_BIN_DIR, ini, dir)) {
-        sh("cat %s/s1.out", dir);
+    if (tu_sh("%s/robuq-search %s > %s/s1.out 2>&1", ROBUQ_BIN_DIR, ini, dir)) {
+        tu_sh("cat %s/s1.out", dir);
         fail_msg("robuq-search failed");
     }
     char map[512];
@@ -276,24 +257,24 @@ static void test_search_tool(void **state) {
     assert_true(used / tot <= 2.0 + 1e-12);
     rq_dit_free(&m);
     /* second run reuses the cached table; budget 3 writes another map */
-    if (sh("%s/robuq-search %s --set search.budget=3 > %s/s2.out 2>&1", ROBUQ_BIN_DIR, ini, dir)) fail_msg("rerun");
-    assert_int_equal(sh("grep -q 'using cached sensitivity' %s/s2.out", dir), 0);
+    if (tu_sh("%s/robuq-search %s --set search.budget=3 > %s/s2.out 2>&1", ROBUQ_BIN_DIR, ini, dir)) fail_msg("rerun");
+    assert_int_equal(tu_sh("grep -q 'using cached sensitivity' %s/s2.out", dir), 0);
     snprintf(path, sizeof path, "%s/fp/ampn_a3.map", dir);
     assert_int_equal(access(path, F_OK), 0);
     /* QAT consumes the map */
-    if (sh("%s/robuq-train %s --set train.init_from=%s/fp/ckpt_last.h5 --set train.out_dir=%s/qat "
+    if (tu_sh("%s/robuq-train %s --set train.init_from=%s/fp/ckpt_last.h5 --set train.out_dir=%s/qat "
            "--set train.steps=2 --set quant.precision_map=%s > %s/qat.out 2>&1",
            ROBUQ_BIN_DIR, ini, dir, dir, map, dir)) {
-        sh("cat %s/qat.out", dir);
+        tu_sh("cat %s/qat.out", dir);
         fail_msg("QAT with the map failed");
     }
     /* errors: infeasible budget, missing checkpoint, usage */
-    assert_int_equal(sh("%s/robuq-search %s --set search.budget=1 --set search.candidates=2,4 > %s/e1.out 2>&1",
+    assert_int_equal(tu_sh("%s/robuq-search %s --set search.budget=1 --set search.candidates=2,4 > %s/e1.out 2>&1",
                         ROBUQ_BIN_DIR, ini, dir), 1);
-    assert_int_equal(sh("grep -q 'infeasible' %s/e1.out", dir), 0);
-    assert_int_equal(sh("%s/robuq-search %s --ckpt %s/nope.h5 > %s/e2.out 2>&1", ROBUQ_BIN_DIR, ini, dir, dir), 1);
-    assert_int_equal(sh("grep -q 'nope.h5' %s/e2.out", dir), 0);
-    assert_int_equal(sh("%s/robuq-search --bogus > /dev/null 2>&1", ROBUQ_BIN_DIR), 2);
+    assert_int_equal(tu_sh("grep -q 'infeasible' %s/e1.out", dir), 0);
+    assert_int_equal(tu_sh("%s/robuq-search %s --ckpt %s/nope.h5 > %s/e2.out 2>&1", ROBUQ_BIN_DIR, ini, dir, dir), 1);
+    assert_int_equal(tu_sh("grep -q 'nope.h5' %s/e2.out", dir), 0);
+    assert_int_equal(tu_sh("%s/robuq-search --bogus > /dev/null 2>&1", ROBUQ_BIN_DIR), 2);
 }
 
 int main(void) {

@@ -257,31 +257,12 @@ static void test_validation(void **state) {
 
 /* ------------------------------------------------------------ tools */
 
-static int sh(const char *fmt, ...) {
-    char cmd[2048];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
-
 static void test_tools(void **state) {
     const char *dir = ((tu_dir *)*state)->dir;
-    int n = 24;
-    uint8_t *img = malloc((size_t)n * 64);
-    int32_t *lab = malloc((size_t)n * sizeof(int32_t));
-    uint64_t s = 3;
-    for (int i = 0; i < n * 64; i++) img[i] = (uint8_t)(tu_next(&s) & 255);
-    for (int i = 0; i < n; i++) lab[i] = i % 3;
-    rq_dataset_src src = {.kind = RQ_DATA_IMAGES, .n = n, .c = 1, .h = 8, .w = 8, .images = img, .labels = lab,
-                          .num_classes = 3, .compression = -1};
     char data[600], ini[600];
     snprintf(data, sizeof data, "%s/data.h5", dir);
+    tu_write_tiny_images(data, 24, 3);
     rq_err e = {0};
-    if (rq_dataset_write(data, &src, &e)) fail_msg("%s", e.msg);
-    free(img), free(lab);
     snprintf(ini, sizeof ini, "%s/tiny.ini", dir);
     FILE *f = fopen(ini, "w");
     fprintf(f,
@@ -291,40 +272,40 @@ static void test_tools(void **state) {
             "[quant]\nenabled = on\nact_bits = 2\n",
             data, dir);
     fclose(f);
-    if (sh("%s/robuq-train %s > %s/train.out 2>&1", ROBUQ_BIN_DIR, ini, dir)) {
-        sh("cat %s/train.out", dir);
+    if (tu_sh("%s/robuq-train %s > %s/train.out 2>&1", ROBUQ_BIN_DIR, ini, dir)) {
+        tu_sh("cat %s/train.out", dir);
         fail_msg("robuq-train failed");
     }
-    if (sh("%s/robuq-export %s/run/ckpt_last.h5 %s/x.h5 > %s/export.out 2>&1", ROBUQ_BIN_DIR, dir, dir, dir)) {
-        sh("cat %s/export.out", dir);
+    if (tu_sh("%s/robuq-export %s/run/ckpt_last.h5 %s/x.h5 > %s/export.out 2>&1", ROBUQ_BIN_DIR, dir, dir, dir)) {
+        tu_sh("cat %s/export.out", dir);
         fail_msg("robuq-export failed");
     }
-    assert_int_equal(sh("grep -q 'bits/weight' %s/export.out", dir), 0);
-    if (sh("%s/robuq-sample %s/x.h5 --out %s/x.png > %s/sample.out 2>&1", ROBUQ_BIN_DIR, dir, dir, dir)) {
-        sh("cat %s/sample.out", dir);
+    assert_int_equal(tu_sh("grep -q 'bits/weight' %s/export.out", dir), 0);
+    if (tu_sh("%s/robuq-sample %s/x.h5 --out %s/x.png > %s/sample.out 2>&1", ROBUQ_BIN_DIR, dir, dir, dir)) {
+        tu_sh("cat %s/sample.out", dir);
         fail_msg("robuq-sample on the export failed");
     }
-    assert_int_equal(sh("grep -q 'integer kernels' %s/sample.out", dir), 0);
+    assert_int_equal(tu_sh("grep -q 'integer kernels' %s/sample.out", dir), 0);
     char png[700];
     snprintf(png, sizeof png, "%s/x.png", dir);
     assert_int_equal(access(png, F_OK), 0);
     /* errors: an fp checkpoint has nothing to pack; usage errors exit 2; no partial output */
-    assert_int_equal(sh("%s/robuq-train %s --set quant.enabled=off --set train.out_dir=%s/fp > /dev/null 2>&1",
+    assert_int_equal(tu_sh("%s/robuq-train %s --set quant.enabled=off --set train.out_dir=%s/fp > /dev/null 2>&1",
                         ROBUQ_BIN_DIR, ini, dir), 0);
-    assert_int_equal(sh("%s/robuq-export %s/fp/ckpt_last.h5 %s/y.h5 2> %s/e.out", ROBUQ_BIN_DIR, dir, dir, dir), 1);
-    assert_int_equal(sh("grep -q 'no ternary layers' %s/e.out", dir), 0);
+    assert_int_equal(tu_sh("%s/robuq-export %s/fp/ckpt_last.h5 %s/y.h5 2> %s/e.out", ROBUQ_BIN_DIR, dir, dir, dir), 1);
+    assert_int_equal(tu_sh("grep -q 'no ternary layers' %s/e.out", dir), 0);
     snprintf(png, sizeof png, "%s/y.h5", dir);
     assert_int_equal(access(png, F_OK), -1);
-    assert_int_equal(sh("%s/robuq-export %s/x.h5 2> /dev/null", ROBUQ_BIN_DIR, dir), 2);
+    assert_int_equal(tu_sh("%s/robuq-export %s/x.h5 2> /dev/null", ROBUQ_BIN_DIR, dir), 2);
 
     /* low-rank branch: QAT from the fp run, 4 steps straight == 2 + resume 2 */
     const char *lr = "--set quant.lowrank_rank=4 --set train.steps=4";
-    assert_int_equal(sh("%s/robuq-train %s %s --set train.init_from=%s/fp/ckpt_last.h5 --set train.out_dir=%s/lr "
+    assert_int_equal(tu_sh("%s/robuq-train %s %s --set train.init_from=%s/fp/ckpt_last.h5 --set train.out_dir=%s/lr "
                         "> %s/lr.out 2>&1", ROBUQ_BIN_DIR, ini, lr, dir, dir, dir), 0);
-    assert_int_equal(sh("grep -q 'low-rank branch of rank 4' %s/lr/train.log", dir), 0);
-    assert_int_equal(sh("%s/robuq-train %s %s --set train.init_from=%s/fp/ckpt_last.h5 --set train.out_dir=%s/lr2 "
+    assert_int_equal(tu_sh("grep -q 'low-rank branch of rank 4' %s/lr/train.log", dir), 0);
+    assert_int_equal(tu_sh("%s/robuq-train %s %s --set train.init_from=%s/fp/ckpt_last.h5 --set train.out_dir=%s/lr2 "
                         "--set train.steps=2 > /dev/null 2>&1", ROBUQ_BIN_DIR, ini, lr, dir, dir), 0);
-    assert_int_equal(sh("%s/robuq-train %s %s --set train.init_from=%s/fp/ckpt_last.h5 --set train.out_dir=%s/lr2 "
+    assert_int_equal(tu_sh("%s/robuq-train %s %s --set train.init_from=%s/fp/ckpt_last.h5 --set train.out_dir=%s/lr2 "
                         "> /dev/null 2>&1", ROBUQ_BIN_DIR, ini, lr, dir, dir), 0);
     char a[700], b[700];
     snprintf(a, sizeof a, "%s/lr/ckpt_last.h5", dir);
@@ -344,10 +325,10 @@ static void test_tools(void **state) {
     assert_int_equal(rq_h5r_exists(ra, "/ema/blocks.0.adaLN_modulation.1.lowrank_B"), 1);
     rq_h5r_close(ra), rq_h5r_close(rb);
     /* export carries the branch; sampling the export works */
-    assert_int_equal(sh("%s/robuq-export %s/lr/ckpt_last.h5 %s/lr.h5 > /dev/null 2>&1 && "
+    assert_int_equal(tu_sh("%s/robuq-export %s/lr/ckpt_last.h5 %s/lr.h5 > /dev/null 2>&1 && "
                         "%s/robuq-sample %s/lr.h5 --out %s/lr.png > /dev/null 2>&1",
                         ROBUQ_BIN_DIR, dir, dir, ROBUQ_BIN_DIR, dir, dir), 0);
-    assert_int_equal(sh("%s/robuq-export a b --packing 3bit 2> /dev/null", ROBUQ_BIN_DIR), 2);
+    assert_int_equal(tu_sh("%s/robuq-export a b --packing 3bit 2> /dev/null", ROBUQ_BIN_DIR), 2);
 }
 
 int main(void) {

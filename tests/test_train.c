@@ -17,28 +17,13 @@
 
 static char g_dir[64];
 
-static int run(const char *cmd) {
-    int rc = system(cmd);
-    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-}
 
 static int setup(void **state) {
     strcpy(g_dir, "/tmp/rqtrainXXXXXX");
     if (!mkdtemp(g_dir)) return -1;
-    /* 48 random 8x8 gray images in 3 classes */
-    int n = 48;
-    uint8_t *img = malloc((size_t)n * 64);
-    int32_t *lab = malloc((size_t)n * sizeof(int32_t));
-    uint64_t s = 1;
-    for (int i = 0; i < n * 64; i++) img[i] = (uint8_t)(tu_next(&s) & 255);
-    for (int i = 0; i < n; i++) lab[i] = i % 3;
-    rq_dataset_src src = {.kind = RQ_DATA_IMAGES, .n = n, .c = 1, .h = 8, .w = 8, .images = img, .labels = lab,
-                          .num_classes = 3, .compression = -1};
     char path[128], cfg[160];
     snprintf(path, sizeof path, "%s/data.h5", g_dir);
-    rq_err e = {0};
-    if (rq_dataset_write(path, &src, &e)) fail_msg("%s", e.msg);
-    free(img), free(lab);
+    tu_write_tiny_images(path, 48, 1); /* 48 random 8x8 gray images in 3 classes */
     snprintf(cfg, sizeof cfg, "%s/tiny.ini", g_dir);
     FILE *f = fopen(cfg, "w");
     fprintf(f,
@@ -74,10 +59,10 @@ static void train(const char *out, const char *extra, int expect_rc) {
     char cmd[1024];
     snprintf(cmd, sizeof cmd, "%s %s/tiny.ini --set train.out_dir=%s/%s %s > %s/%s.out 2>&1", TRAIN, g_dir, g_dir,
              out, extra, g_dir, out);
-    int rc = run(cmd);
+    int rc = tu_sh("%s", cmd);
     if (rc != expect_rc) {
         snprintf(cmd, sizeof cmd, "cat %s/%s.out", g_dir, out);
-        run(cmd);
+        tu_sh("%s", cmd);
         fail_msg("robuq-train %s exited %d, expected %d", extra, rc, expect_rc);
     }
 }
@@ -148,7 +133,7 @@ static void test_sample_png(void **state) {
     snprintf(png, sizeof png, "%s/grid.png", g_dir);
     snprintf(cmd, sizeof cmd, "%s %s/full/ckpt_last.h5 --class 0,2 --per-class 3 --steps 4 --out %s 2>/dev/null",
              SAMPLE, g_dir, png);
-    assert_int_equal(run(cmd), 0);
+    assert_int_equal(tu_sh("%s", cmd), 0);
     uint8_t *px;
     int w, h, c;
     rq_err e = {0};
@@ -158,11 +143,11 @@ static void test_sample_png(void **state) {
     assert_int_equal(h, 2 * 8 + 3 * RQ_GRID_PAD);
     free(px);
     snprintf(cmd, sizeof cmd, "%s %s/full/ckpt_last.h5 --class 7 --steps 2 --out %s 2>/dev/null", SAMPLE, g_dir, png);
-    assert_int_equal(run(cmd), 1); /* class outside the model */
+    assert_int_equal(tu_sh("%s", cmd), 1); /* class outside the model */
     snprintf(cmd, sizeof cmd, "%s %s/full/ckpt_last.h5 --steps x 2>/dev/null", SAMPLE, g_dir);
-    assert_int_equal(run(cmd), 2);
+    assert_int_equal(tu_sh("%s", cmd), 2);
     snprintf(cmd, sizeof cmd, "%s %s/tiny.ini 2>/dev/null", SAMPLE, g_dir); /* not a checkpoint */
-    assert_int_equal(run(cmd), 1);
+    assert_int_equal(tu_sh("%s", cmd), 1);
 }
 
 static void test_train_errors(void **state) {

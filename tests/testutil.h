@@ -12,6 +12,9 @@
 
 #include <cmocka.h>
 #include <ftw.h>
+#include <sys/wait.h>
+
+#include "robuq/dataset.h"
 
 /* splitmix64: deterministic test data independent of libc rand(). */
 static inline uint64_t tu_next(uint64_t *s) {
@@ -62,6 +65,33 @@ static inline int tu_dir_teardown(void **state) {
     tu_rmtree(f->dir);
     free(f);
     return 0;
+}
+
+/* Runs a shell command built printf-style; returns its exit status (-1 if
+ * it did not exit normally). */
+static inline int tu_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline int tu_sh(const char *fmt, ...) {
+    char cmd[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    int rc = system(cmd);
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
+}
+
+/* A dataset file of n random 8x8 gray images, labels i % 3 (3 classes), for
+ * tool tests that train a tiny model. */
+static inline void tu_write_tiny_images(const char *path, int n, uint64_t seed) {
+    uint8_t *img = malloc((size_t)n * 64);
+    int32_t *lab = malloc((size_t)n * sizeof(int32_t));
+    for (int i = 0; i < n * 64; i++) img[i] = (uint8_t)(tu_next(&seed) & 255);
+    for (int i = 0; i < n; i++) lab[i] = i % 3;
+    rq_dataset_src src = {.kind = RQ_DATA_IMAGES, .n = n, .c = 1, .h = 8, .w = 8, .images = img, .labels = lab,
+                          .num_classes = 3, .compression = -1};
+    rq_err e = {0};
+    if (rq_dataset_write(path, &src, &e)) fail_msg("%s", e.msg);
+    free(img), free(lab);
 }
 
 #endif
