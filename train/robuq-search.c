@@ -123,13 +123,6 @@ static rq_status cache_write(const char *path, const char *key, int n, int nc, c
 
 /* --------------------------------------------------------- report */
 
-static const char *short_name(const char *name, char *buf, size_t cap) {
-    size_t len = strlen(name);
-    if (len > 7 && !strcmp(name + len - 7, ".weight")) len -= 7;
-    snprintf(buf, cap, "%.*s", (int)len, name);
-    return buf;
-}
-
 static void print_table(int n, int nc, const int *cands, const char *const *names, const double *sens,
                         const int *bits, const double *macs) {
     printf("%-28s %10s", "layer", "GMACs");
@@ -137,7 +130,7 @@ static void print_table(int n, int nc, const int *cands, const char *const *name
     printf("  bits\n");
     for (int i = 0; i < n; i++) {
         char b[256];
-        printf("%-28s %10.4f", short_name(names[i], b, sizeof b), macs[i] / 1e9);
+        printf("%-28s %10.4f", rq_dit_layer_name(names[i], b, sizeof b), macs[i] / 1e9);
         for (int k = 0; k < nc; k++) printf(" %+8.2e", sens[(long)i * nc + k]);
         printf("  %4d\n", bits[i]);
     }

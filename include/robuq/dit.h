@@ -72,6 +72,10 @@ rq_status rq_dit_add_param(rq_dit *m, rq_tensor *t, rq_err *err);
 long rq_dit_num_params(const rq_dit *m);
 /* Multiply-accumulates of one forward for one sample (linears + attention). */
 double rq_dit_macs(const rq_dit *m);
+/* Layer name of a linear from its weight's parameter name:
+ * "blocks.0.attn.qkv.weight" -> "blocks.0.attn.qkv" (other names unchanged).
+ * Returns out. */
+const char *rq_dit_layer_name(const char *param, char *out, size_t cap);
 /* Every linear of the model, in order (for quantizers, search and export). */
 int rq_dit_linears(rq_dit *m, rq_dit_linear **out, const char **names, int max);
 

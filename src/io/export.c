@@ -16,13 +16,6 @@
 
 #define MAXL 1024
 
-/* "blocks.0.attn.qkv.weight" -> "blocks.0.attn.qkv" */
-static void layer_name(const char *param, char *out, size_t cap) {
-    size_t len = strlen(param);
-    if (len > 7 && !strcmp(param + len - 7, ".weight")) len -= 7;
-    snprintf(out, cap, "%.*s", (int)len, param);
-}
-
 static int is_ternary(const rq_dit_linear *L) { return L->q && L->q->w_ternary; }
 
 /* ------------------------------------------------------------------ write */
@@ -123,7 +116,7 @@ rq_status rq_export_write(const char *path, const rq_dit *m, const rq_export_opt
     for (int i = 0; !s && i < n; i++) {
         if (!ls[i]->q || ls[i]->q->w_ternary || !ls[i]->q->a_bits) continue;
         char ln[128], g[192];
-        layer_name(names[i], ln, sizeof ln);
+        rq_dit_layer_name(names[i], ln, sizeof ln);
         snprintf(g, sizeof g, "/layers/%s", ln);
         s = rq_h5w_group(w, g, err);
         if (!s) s = rq_h5w_attr_str(w, g, "weights", "fp32", err);
@@ -134,7 +127,7 @@ rq_status rq_export_write(const char *path, const rq_dit *m, const rq_export_opt
     for (int i = 0; !s && i < n; i++) {
         if (!is_ternary(ls[i])) continue;
         char ln[128];
-        layer_name(names[i], ln, sizeof ln);
+        rq_dit_layer_name(names[i], ln, sizeof ln);
         s = write_layer(w, ls[i], ln, o->packing, &st, err);
     }
     /* every parameter that is not part of a ternary layer, as fp32 */
@@ -350,7 +343,7 @@ rq_status rq_export_load(const char *path, rq_dit *m, rq_config **cfg_out, rq_ex
     /* ternary layers: exactly those with a /layers group */
     for (int i = 0; !s && i < n; i++) {
         char ln[128], g[192];
-        layer_name(names[i], ln, sizeof ln);
+        rq_dit_layer_name(names[i], ln, sizeof ln);
         snprintf(g, sizeof g, "/layers/%s", ln);
         if (rq_h5r_exists(r, g) == 2 && rq_h5r_has_attr(r, g, "weights")) {
             s = load_actq_layer(r, ls[i], g, ln, err); /* fp weight, read with /fp below */

@@ -192,6 +192,14 @@ long rq_dit_num_params(const rq_dit *m) {
     return n;
 }
 
+const char *rq_dit_layer_name(const char *param, char *out, size_t cap) {
+    if (!out || cap == 0) return "";
+    size_t len = param ? strlen(param) : 0;
+    if (len > 7 && !strcmp(param + len - 7, ".weight")) len -= 7;
+    snprintf(out, cap, "%.*s", (int)len, param ? param : "");
+    return out;
+}
+
 int rq_dit_linears(rq_dit *m, rq_dit_linear **out, const char **names, int max) {
     int n = 0;
     if (!m || !m->blocks) return 0;

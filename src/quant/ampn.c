@@ -342,9 +342,8 @@ rq_status rq_ampn_write_map(const char *path, int n, const char *const *names, c
         }
     }
     for (int i = 0; i < n; i++) {
-        size_t len = strlen(names[i]);
-        if (len > 7 && !strcmp(names[i] + len - 7, ".weight")) len -= 7; /* layer name, not parameter */
-        p += sprintf(p, "%.*s %d\n", (int)len, names[i], bits[i]);
+        char ln[256];
+        p += sprintf(p, "%s %d\n", rq_dit_layer_name(names[i], ln, sizeof ln), bits[i]); /* layer, not parameter */
     }
     rq_status st = rq_write_text_atomic(path, buf, err);
     free(buf);

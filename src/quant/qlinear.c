@@ -255,9 +255,7 @@ rq_status rq_dit_add_lowrank(rq_dit *m, const rq_quant_opts *o, rq_err *err) {
         if (r > out || r > in)
             return rq_err_set(err, RQ_EINVAL, "quant.lowrank_rank %d exceeds %s's size %d x %d", r, names[i], out, in);
         char base[96], name[128];
-        size_t len = strlen(names[i]);
-        if (len > 7 && !strcmp(names[i] + len - 7, ".weight")) len -= 7;
-        snprintf(base, sizeof base, "%.*s", (int)len, names[i]);
+        rq_dit_layer_name(names[i], base, sizeof base);
         snprintf(name, sizeof name, "%s.lowrank_A", base);
         rq_tensor *a = rq_tensor_new(2, (int[]){out, r}, 1, name);
         snprintf(name, sizeof name, "%s.lowrank_B", base);
