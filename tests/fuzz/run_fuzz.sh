@@ -4,6 +4,7 @@
 #   bash tests/fuzz/run_fuzz.sh [SECONDS] [TARGET ...]   fuzz each target SECONDS (default 20)
 #   bash tests/fuzz/run_fuzz.sh build                     only build the targets
 #   bash tests/fuzz/run_fuzz.sh repro TARGET FILE ...     run one target on saved inputs
+#   bash tests/fuzz/run_fuzz.sh triage TARGET FILE ...    say whose bug each saved input shows (ours, libhdf5, slow, norepro)
 #   bash tests/fuzz/run_fuzz.sh seeds                     rewrite tests/fuzz/corpus from make_seeds.c
 #
 # Targets (one fuzz_<name>.c each; every one also states its invariants):
@@ -125,7 +126,7 @@ HDF5_TARGETS=" dataset ckpt h5gen export "
 
 fuzz_one() { # target seconds
   local t=$1 secs=$2
-  rm -rf "$B/crashes/$t" "$B/libhdf5/$t" "$B/norepro/$t"
+  rm -rf "$B/crashes/$t" "$B/libhdf5/$t" "$B/norepro/$t" "$B/slow/$t"
   mkdir -p "$B/corpus/$t" "$B/crashes/$t" "$ROOT/tests/regress/$t"
   local dirs=("$B/corpus/$t")
   [ -d "$ROOT/tests/fuzz/corpus/$t" ] && dirs+=("$ROOT/tests/fuzz/corpus/$t")
@@ -141,20 +142,31 @@ fuzz_one() { # target seconds
 }
 
 # Re-run one artifact and say whose bug it is: "libhdf5" when the innermost
-# frame that is not the sanitizer / libFuzzer / libc runtime lies in libhdf5
-# and no frame of an "allocated by" stack is ours (so a buffer WE sized too
-# small for an HDF5 read still counts as ours); "ours" otherwise.
+# frame that names a module we can place lies in libhdf5 (frames of the
+# sanitizer / libFuzzer runtime inside the fuzz binary name no source file of
+# ours and are skipped) and no frame of an "allocated by" stack is ours (so a
+# buffer WE sized too small for an HDF5 read still counts as ours); "ours"
+# otherwise. A timeout whose stack is in our code is re-run with a 60 s
+# limit: an input that then finishes was only slow on a loaded machine
+# ("slow", reported, not a failure); one that still hangs is ours.
+rerun() { # target artifact timeout_s
+  ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 timeout $(($3 * 2 + 30)) "$B/fuzz_$1" -timeout="$3" \
+    -rss_limit_mb=2048 "$2" < /dev/null 2>&1 || true
+}
+failed() { grep -q -E 'ERROR|runtime error|invariant violated'; }
 triage() { # target artifact
   local rep
-  rep=$(ASAN_OPTIONS=allocator_may_return_null=1:detect_leaks=0 timeout 60 "$B/fuzz_$1" -timeout=3 "$2" < /dev/null 2>&1 || true)
+  rep=$(rerun "$1" "$2" 3)
   # fork mode sometimes saves the input of a job it stopped itself (often the
   # empty input): nothing to act on unless it fails again on its own
-  if ! printf '%s\n' "$rep" | grep -q -E 'ERROR|runtime error|invariant violated'; then echo norepro; return; fi
+  if ! printf '%s\n' "$rep" | failed; then echo norepro; return; fi
   local frame
-  frame=$(printf '%s\n' "$rep" | grep -E '^ *#[0-9]+ ' | grep -v -E 'sanitizer|fuzzer::|libc\.so|asan_|ubsan_|__interceptor|compiler-rt|libFuzzer' | head -1 || true)
+  frame=$(printf '%s\n' "$rep" | grep -E '^ *#[0-9]+ ' | grep -E "libhdf5|$ROOT/(src|tests)/" | head -1 || true)
   local alloc
   alloc=$(printf '%s\n' "$rep" | sed -n '/allocated by thread/,/^$/p' | grep -E "$ROOT/(src|tests)/" | head -1 || true)
-  if [[ "$frame" == *libhdf5* ]] && [ -z "$alloc" ]; then echo libhdf5; else echo ours; fi
+  if [[ "$frame" == *libhdf5* ]] && [ -z "$alloc" ]; then echo libhdf5; return; fi
+  if printf '%s\n' "$rep" | grep -q 'libFuzzer: timeout' && ! rerun "$1" "$2" 60 | failed; then echo slow; return; fi
+  echo ours
 }
 
 case "${1:-}" in
@@ -166,6 +178,12 @@ case "${1:-}" in
     t=$2; shift 2
     build
     exec "$B/fuzz_$t" "$@" < /dev/null ;;
+  triage)
+    [ $# -ge 3 ] || { echo "usage: run_fuzz.sh triage TARGET FILE ..." >&2; exit 2; }
+    t=$2; shift 2
+    build
+    for f in "$@"; do echo "$(triage "$t" "$f") $f"; done
+    exit 0 ;;
   seeds)
     command -v "$CC" > /dev/null || skip "no $CC"
     build
@@ -203,13 +221,14 @@ for t in "${TARGETS[@]}"; do
   cov=$(grep -a -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || true)
   cov=${cov:-?}
   corp=$(find "$B/corpus/$t" -type f | wc -l)
-  ours=0 theirs=0 norepro=0
+  ours=0 theirs=0 norepro=0 slow=0
   for a in $(find "$B/crashes/$t" -type f | sort); do
     kind=ours
     [[ "$HDF5_TARGETS" == *" $t "* ]] && kind=$(triage "$t" "$a")
     case "$kind" in
       libhdf5) mkdir -p "$B/libhdf5/$t"; mv "$a" "$B/libhdf5/$t/"; theirs=$((theirs + 1)) ;;
       norepro) mkdir -p "$B/norepro/$t"; mv "$a" "$B/norepro/$t/"; norepro=$((norepro + 1)) ;;
+      slow) mkdir -p "$B/slow/$t"; mv "$a" "$B/slow/$t/"; slow=$((slow + 1)) ;;
       *) ours=$((ours + 1)) ;;
     esac
   done
@@ -223,6 +242,7 @@ for t in "${TARGETS[@]}"; do
   fi
   [ "$theirs" -gt 0 ] && result="$result; $theirs libhdf5 crash/hang input(s) in $B/libhdf5/$t (not our code)"
   [ "$norepro" -gt 0 ] && result="$result; $norepro fork-mode artifact(s) that do not reproduce alone ($B/norepro/$t)"
+  [ "$slow" -gt 0 ] && result="$result; $slow timeout(s) that finish within 60 s alone (load; $B/slow/$t)"
   printf '%-12s %8s %9s %7s %6s  %s\n' "$t" "$runs" "$eps" "$cov" "$corp" "$result"
 done
 if [ "$status" -ne 0 ]; then
