@@ -6,9 +6,9 @@
  * fake-quant W1.58A2 model and its export running the integer kernels,
  * whole model and per linear shape, in GFLOP/s-equivalent (2 x MACs / s).
  *
- *   robuq-bench [--mode fp|qat_a2|all|infer] [--threads N] [--batch 16] [--steps 5]
+ *   robuq-bench [--mode fp|qat_a2|all|infer|memory] [--threads N] [--batch 16] [--steps 5]
  *               [--warmup 1] [--depth 12 --hidden 384 --heads 6 --patch 2
- *                --input 28 --channels 1 --classes 10]
+ *                --input 28 --channels 1 --classes 10] [--recompute 0|1] [--budget-gib 24]
  *
  * Prints one JSON line per mode: mean/min step seconds, peak RSS, and the
  * per-step activation arena high-water mark. Defaults: DiT-S/2 on 28x28x1
@@ -28,10 +28,17 @@
 
 typedef struct {
     rq_dit_config mc;
-    int batch, steps, warmup;
+    int batch, steps, warmup, recompute;
 } bench_opts;
 
-static int run_mode(const bench_opts *o, const char *mode) {
+/* What one training-step run measured. */
+typedef struct {
+    double arena_bytes; /* per-step activation memory: main tape + recompute scratch */
+    double state_bytes; /* params, grads, Adam m and v, EMA */
+    double peak_rss_mb;
+} step_mem;
+
+static int run_mode(const bench_opts *o, const char *mode, step_mem *mem) {
     rq_err err = {0};
     rq_dit m;
     rq_diffusion d;
@@ -44,6 +51,7 @@ static int run_mode(const bench_opts *o, const char *mode) {
         if (rq_dit_quantize(&m, &q, &err)) goto fail;
     }
     if (rq_adamw_init(&opt, &m, 1e-4f, 0.9f, 0.999f, 0.0f, &err) || rq_ema_init(&ema, &m, &err)) goto fail;
+    m.recompute = o->recompute;
     /* Non-zero adaLN / final weights, so every path does real work. */
     rq_rng rng;
     rq_rng_seed(&rng, 1);
@@ -80,11 +88,17 @@ static int run_mode(const bench_opts *o, const char *mode) {
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
-    printf("{\"impl\":\"robuq\",\"mode\":\"%s\",\"threads\":%d,\"batch\":%d,\"step_s_mean\":%.4f,\"step_s_min\":%.4f,"
-           "\"peak_rss_mb\":%.0f,\"arena_mb\":%.1f,\"params\":%ld,\"gmacs_per_sample\":%.3f}\n",
-           mode, omp_get_max_threads(), B, sum / o->steps, best, ru.ru_maxrss / 1024.0,
-           g.arena.high_water / 1048576.0, rq_dit_num_params(&m), rq_dit_macs(&m) / 1e9);
+    double arena = (double)g.arena.high_water + (m.scratch ? (double)m.scratch->arena.high_water : 0);
+    printf("{\"impl\":\"robuq\",\"mode\":\"%s\",\"threads\":%d,\"batch\":%d,\"recompute\":%d,\"step_s_mean\":%.4f,"
+           "\"step_s_min\":%.4f,\"peak_rss_mb\":%.0f,\"arena_mb\":%.1f,\"params\":%ld,\"gmacs_per_sample\":%.3f}\n",
+           mode, omp_get_max_threads(), B, o->recompute, sum / o->steps, best, ru.ru_maxrss / 1024.0,
+           arena / 1048576.0, rq_dit_num_params(&m), rq_dit_macs(&m) / 1e9);
     fflush(stdout);
+    if (mem) {
+        mem->arena_bytes = arena;
+        mem->state_bytes = 5.0 * 4.0 * rq_dit_num_params(&m);
+        mem->peak_rss_mb = ru.ru_maxrss / 1024.0;
+    }
     rq_graph_free(&g);
     free(x0), free(noise), free(t), free(y);
     rq_adamw_free(&opt), rq_ema_free(&ema), rq_diffusion_free(&d), rq_dit_free(&m);
@@ -94,6 +108,38 @@ fail:
     return 1;
 }
 
+
+/* ------------------------------------------------------------ memory
+ * Training memory of the model at hand, FP and QAT-A2, without and with
+ * activation recomputation: one step at batch b and one at 2b give the
+ * activation bytes per sample (the arena grows linearly in the batch; what
+ * does not grow is the per-step part that does not depend on it, e.g. the
+ * rotated and ternarized weight copies of QAT), the fixed model state (20
+ * bytes per parameter: weights, gradients, Adam m and v, EMA), and the
+ * largest batch that fits a memory budget. */
+static int run_memory(const bench_opts *o, double budget_gib) {
+    const char *modes[2] = {"fp", "qat_a2"};
+    printf("%-7s %9s | %12s %13s %13s | %9s\n", "mode", "recompute", "state GiB", "fixed MiB", "MiB/sample",
+           "max batch");
+    for (int q = 0; q < 2; q++)
+        for (int rc = 0; rc < 2; rc++) {
+            bench_opts b = *o;
+            b.recompute = rc, b.steps = 1, b.warmup = 0;
+            step_mem m1, m2;
+            if (run_mode(&b, modes[q], &m1)) return 1;
+            b.batch = 2 * o->batch;
+            if (run_mode(&b, modes[q], &m2)) return 1;
+            double per = (m2.arena_bytes - m1.arena_bytes) / o->batch, fixed = m1.arena_bytes - per * o->batch;
+            double left = budget_gib * 1073741824.0 - m1.state_bytes - fixed;
+            long maxb = per > 0 && left > 0 ? (long)(left / per) : 0;
+            printf("%-7s %9d | %12.2f %13.1f %13.2f | %9ld\n", modes[q], rc, m1.state_bytes / 1073741824.0,
+                   fixed / 1048576.0, per / 1048576.0, maxb);
+            fflush(stdout);
+        }
+    printf("(max batch: largest batch whose state + activations fit %.0f GiB; %d tokens, D=%d, depth %d)\n", budget_gib,
+           rq_dit_tokens(&o->mc), o->mc.hidden_size, o->mc.depth);
+    return 0;
+}
 
 /* ------------------------------------------------------------ inference */
 
@@ -271,24 +317,28 @@ static int run_infer_layers(const bench_opts *o) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: robuq-bench [--mode fp|qat_a2|all|infer] [--threads N] [--batch N] [--steps N] [--warmup N]\n"
+    fprintf(f, "usage: robuq-bench [--mode fp|qat_a2|all|infer|memory] [--threads N] [--batch N] [--steps N] [--warmup N]\n"
                "                   [--depth N] [--hidden N] [--heads N] [--patch N] [--input N] [--channels N] [--classes N]\n"
+               "                   [--recompute 0|1] [--budget-gib 24]\n"
                "Times DiT training steps (default DiT-S/2 on 28x28x1, batch 16); one JSON line per mode.\n"
                "--mode infer: forward of the fp32, fake-quant W1.58A2 and exported (integer) models, one JSON\n"
                "line each, then a per-linear-shape table (fp32 sgemm / fake-quant / integer, GFLOP/s-equiv).\n"
-               "eval/bench.sh runs it next to the PyTorch peer and prints the ratios.\n");
+               "--mode memory: training memory of FP and QAT-A2, without and with activation recomputation\n"
+               "(--recompute 1 in the other modes): fixed state, activation MiB per sample, largest batch in\n"
+               "--budget-gib. eval/bench.sh runs it next to the PyTorch peer and prints the ratios.\n");
 }
 
 int main(int argc, char **argv) {
     bench_opts o = {{.input_size = 28, .in_channels = 1, .patch_size = 2, .hidden_size = 384, .depth = 12,
                      .num_heads = 6, .num_classes = 10, .mlp_ratio = 4.0f, .learn_sigma = 1},
-                    16, 5, 1};
+                    16, 5, 1, 0};
     const char *mode = "all";
+    int budget = 24;
     struct { const char *flag; int *dst; int min; } ints[] = {
         {"--batch", &o.batch, 1}, {"--steps", &o.steps, 1}, {"--warmup", &o.warmup, 0},
         {"--depth", &o.mc.depth, 1}, {"--hidden", &o.mc.hidden_size, 4}, {"--heads", &o.mc.num_heads, 1},
         {"--patch", &o.mc.patch_size, 1}, {"--input", &o.mc.input_size, 1}, {"--channels", &o.mc.in_channels, 1},
-        {"--classes", &o.mc.num_classes, 1}};
+        {"--classes", &o.mc.num_classes, 1}, {"--recompute", &o.recompute, 0}, {"--budget-gib", &budget, 1}};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -301,8 +351,9 @@ int main(int argc, char **argv) {
         const char *v = argv[++i];
         if (!strcmp(argv[i - 1], "--mode")) {
             mode = v;
-            if (strcmp(mode, "fp") && strcmp(mode, "qat_a2") && strcmp(mode, "all") && strcmp(mode, "infer")) {
-                fprintf(stderr, "robuq-bench: --mode must be fp, qat_a2, all or infer, got '%s'\n", mode);
+            if (strcmp(mode, "fp") && strcmp(mode, "qat_a2") && strcmp(mode, "all") && strcmp(mode, "infer") &&
+                strcmp(mode, "memory")) {
+                fprintf(stderr, "robuq-bench: --mode must be fp, qat_a2, all, infer or memory, got '%s'\n", mode);
                 return 2;
             }
             continue;
@@ -334,8 +385,13 @@ int main(int argc, char **argv) {
         return 2;
     }
     int rc = 0;
-    if (!strcmp(mode, "fp") || !strcmp(mode, "all")) rc |= run_mode(&o, "fp");
-    if (!strcmp(mode, "qat_a2") || !strcmp(mode, "all")) rc |= run_mode(&o, "qat_a2");
+    if (o.recompute > 1) {
+        fprintf(stderr, "robuq-bench: --recompute is 0 or 1, got %d\n", o.recompute);
+        return 2;
+    }
+    if (!strcmp(mode, "fp") || !strcmp(mode, "all")) rc |= run_mode(&o, "fp", NULL);
+    if (!strcmp(mode, "qat_a2") || !strcmp(mode, "all")) rc |= run_mode(&o, "qat_a2", NULL);
+    if (!strcmp(mode, "memory")) rc |= run_memory(&o, budget);
     if (!strcmp(mode, "infer")) rc |= run_infer_models(&o) || run_infer_layers(&o);
     return rc;
 }

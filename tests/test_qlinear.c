@@ -353,6 +353,69 @@ static void test_lowrank_branch(void **state) {
     rq_dit_free(&m);
 }
 
+/* Activation recomputation: the same loss and gradients as the plain tape
+ * (only the order in which a block's input gradient is summed differs), for
+ * FP, and for QAT with 8-bit attention and a low-rank branch; the main tape
+ * plus the scratch graph need less memory than the plain tape. */
+static void grads_of(rq_dit *m, int recompute, float *loss, float *grads, size_t *arena_bytes) {
+    m->recompute = recompute;
+    rq_zero_grads(m);
+    rq_graph g;
+    rq_graph_init(&g, 1 << 20);
+    float x[2 * 64];
+    uint64_t s = 3;
+    tu_fill(&s, x, 128, -1, 1);
+    float tv[2] = {10, 500};
+    int y[2] = {0, 3};
+    rq_tensor *out = rq_dit_forward(&g, m, rq_tensor_wrap(&g, x, 4, (int[]){2, 1, 8, 8}), rq_tensor_wrap(&g, tv, 1, (int[]){2}), y);
+    assert_non_null(out);
+    rq_tensor *l = rq_mean(&g, rq_mul(&g, out, out));
+    assert_int_equal(rq_backward(&g, l), RQ_OK);
+    *loss = l->data[0];
+    long k = 0;
+    for (int i = 0; i < m->n_params; i++)
+        for (long j = 0; j < m->params[i]->n; j++) grads[k++] = m->params[i]->grad[j];
+    *arena_bytes = g.arena.high_water + (recompute && m->scratch ? m->scratch->arena.high_water : 0);
+    rq_graph_free(&g);
+}
+
+static void test_recompute_same_gradients(void **state) {
+    for (int mode = 0; mode < 2; mode++) {
+        rq_dit m;
+        rq_err e = {0};
+        rq_dit_config c = tiny_cfg(32);
+        c.depth = 4;
+        assert_int_equal(rq_dit_init(&m, &c, 7, &e), RQ_OK);
+        if (mode == 1) {
+            rq_quant_opts o = {.enabled = 1, .weight_ternary = 1, .act_bits = 2, .adaln_act_bits = 4,
+                               .method = RQ_ACTQ_ROBUST, .hadamard = 1, .attn_bits = 8, .lowrank_rank = 2};
+            assert_int_equal(rq_dit_quantize(&m, &o, &e), RQ_OK);
+            assert_int_equal(rq_dit_add_lowrank(&m, &o, &e), RQ_OK);
+            assert_int_equal(rq_dit_lowrank_init(&m, &e), RQ_OK);
+        }
+        long n = 0;
+        for (int i = 0; i < m.n_params; i++) {
+            uint64_t s = 70 + i;
+            tu_fill(&s, m.params[i]->data, m.params[i]->n, -0.2f, 0.2f);
+            n += m.params[i]->n;
+        }
+        float *g0 = malloc(sizeof(float) * n), *g1 = malloc(sizeof(float) * n), l0, l1;
+        size_t mem0, mem1;
+        grads_of(&m, 0, &l0, g0, &mem0);
+        grads_of(&m, 1, &l1, g1, &mem1);
+        assert_float_equal(l0, l1, 0); /* the forward is the same floats */
+        double gmax = 0, dmax = 0;
+        for (long j = 0; j < n; j++) {
+            gmax = fmax(gmax, fabs(g0[j]));
+            dmax = fmax(dmax, fabs((double)g0[j] - g1[j]));
+        }
+        if (!(gmax > 0) || dmax > 1e-5 * gmax) fail_msg("mode %d: recompute gradients differ by %.3g (max |g| %.3g)", mode, dmax, gmax);
+        if (mem1 >= mem0) fail_msg("mode %d: recompute used %zu bytes, the plain tape %zu", mode, mem1, mem0);
+        free(g0), free(g1);
+        rq_dit_free(&m);
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hadamard_op_gradient),
@@ -361,6 +424,7 @@ int main(void) {
         cmocka_unit_test(test_model_wiring),
         cmocka_unit_test(test_unsupported_hadamard_names_layer),
         cmocka_unit_test(test_lowrank_branch),
+        cmocka_unit_test(test_recompute_same_gradients),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

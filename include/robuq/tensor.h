@@ -84,6 +84,10 @@ void *rq_graph_fail(rq_graph *g, rq_status code, const char *fmt, ...)
 /* Reverse pass: seeds d(loss)=1 (loss must be a 1-element tensor). Gradients
  * accumulate into parameter grads (+=). */
 rq_status rq_backward(rq_graph *g, rq_tensor *loss);
+/* The same walk over the tape, with the output gradients already seeded by
+ * the caller (activation recomputation re-runs a block in a scratch graph
+ * and pushes the block output's gradient through it). */
+rq_status rq_backward_tape(rq_graph *g);
 
 /* ---- tensors ---- */
 /* Parameter / persistent tensor with its own memory (data zeroed, grad

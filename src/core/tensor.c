@@ -147,6 +147,12 @@ rq_status rq_backward(rq_graph *g, rq_tensor *loss) {
     float *dl = rq_tensor_grad(g, loss);
     if (!dl) return g->err.code;
     dl[0] += 1.0f;
+    return rq_backward_tape(g);
+}
+
+rq_status rq_backward_tape(rq_graph *g) {
+    if (!g) return RQ_EINVAL;
+    if (!rq_graph_ok(g)) return g->err.code;
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         rq_node *n = &g->nodes[i];
         /* Nothing flowed into this node's output: its inputs get nothing. */

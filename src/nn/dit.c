@@ -166,6 +166,8 @@ void rq_dit_free(rq_dit *m) {
     free(m->params);
     free(m->blocks);
     rq_free(m->pos_embed);
+    if (m->scratch) rq_graph_free(m->scratch);
+    free(m->scratch);
     memset(m, 0, sizeof *m);
 }
 
@@ -265,6 +267,85 @@ static rq_tensor *dit_block(rq_graph *g, const rq_dit *m, rq_dit_block *b, rq_te
     return rq_gated_add(g, h, mod[5], f);
 }
 
+/* ------------------------------------------------ activation recomputation
+ * With m->recompute, a block keeps only its input on the main tape: its
+ * forward runs in the model's scratch graph without a tape, and one node
+ * ("block_recompute") stands for the whole block. That node's backward runs
+ * the block forward again in the scratch graph, this time with a tape, seeds
+ * the output gradient and walks the scratch tape, so parameter gradients
+ * accumulate as usual and the input gradients are added to the main graph.
+ * Peak activation memory: every block's input and output plus one block's
+ * activations and gradients (which, under QAT, include the rotated and
+ * ternarized copies of its weights). Every op is deterministic, so the
+ * second forward gives the same floats as the first. */
+
+static rq_graph *scratch_graph(rq_graph *g, rq_dit *m) {
+    if (!m->scratch) {
+        m->scratch = calloc(1, sizeof *m->scratch);
+        if (!m->scratch || rq_graph_init(m->scratch, (size_t)64 << 20)) {
+            free(m->scratch);
+            m->scratch = NULL;
+            return rq_graph_fail(g, RQ_ENOMEM, "recompute: out of memory for the scratch graph");
+        }
+    }
+    rq_graph_reset(m->scratch);
+    return m->scratch;
+}
+
+/* The block's inputs as leaves of the scratch graph (data aliased). */
+static rq_tensor *scratch_leaf(rq_graph *s, rq_tensor *t, int requires_grad) {
+    rq_tensor *v = rq_tensor_wrap(s, t->data, t->ndim, t->shape);
+    if (v) v->requires_grad = requires_grad;
+    return v;
+}
+
+/* Adds src (may be NULL: nothing flowed) into t's gradient in graph g. */
+static void add_grad(rq_graph *g, rq_tensor *t, const float *src) {
+    if (!src || !t->requires_grad) return;
+    float *d = rq_tensor_grad(g, t);
+    if (!d) return;
+    for (long i = 0; i < t->n; i++) d[i] += src[i];
+}
+
+static void block_recompute_backward(rq_graph *g, rq_node *n) {
+    rq_dit *m = n->saved;
+    rq_tensor *h_in = n->in[0], *c_in = n->in[1];
+    rq_graph *s = scratch_graph(g, m);
+    if (!s) return;
+    s->grad_enabled = 1;
+    rq_tensor *h = scratch_leaf(s, h_in, h_in->requires_grad), *c = scratch_leaf(s, c_in, c_in->requires_grad);
+    rq_tensor *o = h && c ? dit_block(s, m, &m->blocks[n->iarg[0]], h, c, m->cfg.num_heads) : NULL;
+    float *dout = o && o->requires_grad ? rq_tensor_grad(s, o) : NULL;
+    if (dout) {
+        memcpy(dout, n->out->grad, (size_t)o->n * sizeof(float));
+        rq_backward_tape(s);
+    }
+    if (!rq_graph_ok(s)) {
+        rq_graph_fail(g, s->err.code, "block %d (recomputed): %s", n->iarg[0], s->err.msg);
+        return;
+    }
+    add_grad(g, h_in, h->grad);
+    add_grad(g, c_in, c->grad);
+}
+
+static rq_tensor *dit_block_recompute(rq_graph *g, rq_dit *m, int i, rq_tensor *h, rq_tensor *silu_c) {
+    if (!h || !rq_graph_ok(g)) return NULL;
+    rq_graph *s = scratch_graph(g, m);
+    if (!s) return NULL;
+    s->grad_enabled = 0;
+    rq_tensor *o = dit_block(s, m, &m->blocks[i], scratch_leaf(s, h, 0), scratch_leaf(s, silu_c, 0), m->cfg.num_heads);
+    if (!o) return rq_graph_fail(g, s->err.code, "block %d: %s", i, s->err.msg);
+    rq_tensor *out = rq_tensor_arena(g, o->ndim, o->shape);
+    if (!out) return NULL;
+    memcpy(out->data, o->data, (size_t)o->n * sizeof(float));
+    if (g->grad_enabled) {
+        rq_node *n = rq_graph_push(g, "block_recompute", block_recompute_backward, out);
+        if (!n) return NULL;
+        n->in[0] = h, n->in[1] = silu_c, n->saved = m, n->iarg[0] = i;
+    }
+    return out;
+}
+
 /* A 2-D view of a parameter that aliases its data and grad (no copy). */
 static rq_tensor *param_view2d(rq_graph *g, rq_tensor *p, int rows, int cols) {
     rq_tensor *v = rq_tensor_wrap(g, p->data, 2, (int[]){rows, cols});
@@ -308,7 +389,9 @@ rq_tensor *rq_dit_forward(rq_graph *g, rq_dit *m, rq_tensor *x, rq_tensor *t, co
     /* Every adaLN_modulation starts with SiLU(c): compute it once. */
     rq_tensor *silu_c = rq_silu(g, cvec);
 
-    for (int i = 0; i < c->depth; i++) h = dit_block(g, m, &m->blocks[i], h, silu_c, c->num_heads);
+    for (int i = 0; i < c->depth; i++)
+        h = m->recompute && g->grad_enabled ? dit_block_recompute(g, m, i, h, silu_c)
+                                            : dit_block(g, m, &m->blocks[i], h, silu_c, c->num_heads);
 
     rq_tensor *mod[2]; /* shift, scale */
     chunks(g, dit_linear(g, &m->final_adaln, silu_c), 2, D, mod);
