@@ -25,7 +25,7 @@ ctest --test-dir build --output-on-failure -j"$jobs"
 stamp "release build + tests"
 
 if [ "${ROBUQ_SKIP_ASAN:-0}" != 1 ]; then
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DROBUQ_SANITIZE=ON -DROBUQ_BUILD_BENCH=OFF > /dev/null
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DROBUQ_SANITIZE=ON -DROBUQ_BUILD_BENCH=OFF -DROBUQ_MPI=OFF > /dev/null
   cmake --build build-asan -j"$jobs"
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
     ctest --test-dir build-asan --output-on-failure -j"$jobs"

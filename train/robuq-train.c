@@ -6,7 +6,17 @@
  * ckpt_last.h5 (atomic, every ckpt_every steps, at the end and on Ctrl-C),
  * loss.png (the loss curve), samples_stepN.png (if sample_every) and
  * samples_final.png. Restarting the same command resumes from ckpt_last.h5
- * and reproduces the losses of an uninterrupted run. */
+ * and reproduces the losses of an uninterrupted run.
+ *
+ * Data parallel (dist.h): mpirun -np P robuq-train CONFIG.ini. Every rank
+ * draws the same global batch from the same seeded streams (loader, class
+ * dropout, t, noise) and runs forward and backward on its contiguous slice
+ * of batch_size / P samples; one bucketed all-reduce per step averages the
+ * gradients and the loss terms, after which clipping, the NaN checks,
+ * AdamW and the EMA run identically on every rank. Rank 0 alone writes the
+ * output directory and logs, validates and samples; the ranks agree (one
+ * small all-reduce) on setup failures, stop signals and checkpoint writes,
+ * so they stop together, and a rank that fails mid-step ends the job. */
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
@@ -21,6 +31,7 @@
 #include "robuq/config.h"
 #include "robuq/dataset.h"
 #include "robuq/diffusion.h"
+#include "robuq/dist.h"
 #include "robuq/image.h"
 #include "robuq/ops.h"
 #include "robuq/train.h"
@@ -31,10 +42,13 @@ static void on_signal(int sig) { g_stop = sig; }
 static void usage(FILE *f) {
     fprintf(f,
             "usage: robuq-train CONFIG.ini [--set section.key=value ...]\n"
+            "       mpirun -np P robuq-train CONFIG.ini [...]   (data parallel over P processes)\n"
             "       robuq-train --help | --help-config\n\n"
             "Trains a DiT (full precision, or QAT when [quant] enabled = on) with the\n"
             "DiT diffusion loss; resumes from OUT_DIR/ckpt_last.h5 when it exists.\n"
-            "Ctrl-C saves a checkpoint and exits. --help-config lists every key.\n");
+            "Ctrl-C saves a checkpoint and exits. --help-config lists every key.\n"
+            "Under mpirun every rank draws the same batch and computes batch_size / P of\n"
+            "it; gradients are averaged, so P ranks give the weights of one process.\n");
 }
 
 typedef struct {
@@ -236,40 +250,107 @@ static void fmt_eta(double s, char *buf, size_t n) {
     else snprintf(buf, n, "%ldm%02lds", v / 60, v % 60);
 }
 
+/* One collective that every rank reaches at the same point of the run, in
+ * the same order: it tells whether any rank failed (returns the lowest
+ * failing rank, -1 when none) and max-reduces v[RQ_SYNC_N] along (stop
+ * signals, rank 0's decisions; other ranks pass 0). One process: returns
+ * at once. A communication failure ends the whole job, since the other ranks
+ * could otherwise wait forever. */
+#define RQ_SYNC_N 3
+static int sync_ranks(rq_dist *d, int failed, int *v) {
+    int all[1 + RQ_SYNC_N] = {failed ? d->size - d->rank : 0};
+    if (v) memcpy(all + 1, v, sizeof(int) * RQ_SYNC_N);
+    rq_err e = {0};
+    if (rq_dist_allreduce_max_i32(d, all, 1 + RQ_SYNC_N, &e)) {
+        fprintf(stderr, "robuq-train: rank %d: %s\n", d->rank, e.msg);
+        rq_dist_abort(d, 1);
+    }
+    if (v) memcpy(v, all + 1, sizeof(int) * RQ_SYNC_N);
+    return all[0] ? d->size - all[0] : -1;
+}
+
+/* Data parallel: every rank updates its own copy of the weights from the
+ * same averaged gradients, so the copies must stay bitwise equal; compared
+ * by a hash of the parameters (an O(parameters) pass, at log lines and
+ * checkpoints). 0 and err set when they differ. */
+static int weights_agree(rq_dist *d, const rq_dit *m, long step, rq_err *err) {
+    if (d->size == 1) return 1;
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a over 32-bit words */
+    for (int i = 0; i < m->n_params; i++) {
+        const float *x = m->params[i]->data;
+        for (long j = 0; j < m->params[i]->n; j++) {
+            uint32_t w;
+            memcpy(&w, x + j, sizeof w);
+            h = (h ^ w) * 0x100000001b3ULL;
+        }
+    }
+    int same = 0;
+    if (rq_dist_same_u64(d, h, &same, err)) {
+        RQ_ERROR("rank %d: step %ld: %s", d->rank, step, err->msg);
+        rq_dist_abort(d, 1);
+    }
+    if (!same)
+        rq_err_set(err, RQ_EIO, "step %ld: the weights of the %d MPI ranks differ (the all-reduce did not give every "
+                   "rank the same sum); the last checkpoint is intact", step, d->size);
+    return same;
+}
+
 int main(int argc, char **argv) {
     const char *cfg_path = NULL;
     rq_err err = {0};
     run r;
     memset(&r, 0, sizeof r);
-    int made_dir = 0; /* out_dir created by this run: removed again if setup fails */
+    rq_dist d;
+    if (rq_dist_init(&d, &argc, &argv, &err)) {
+        fprintf(stderr, "robuq-train: %s\n", err.msg);
+        return 1;
+    }
+    int quiet = d.rank > 0; /* ranks > 0 only speak about their own errors */
+    if (quiet) rq_log_set_level(RQ_LOG_ERROR);
+    int made_dir = 0;     /* out_dir created by this run: removed again if setup fails */
+    int failed_rank = -1; /* setup: the lowest rank that failed */
+    float *x0 = NULL, *noise = NULL, **gx = NULL, stats[3];
+    int32_t *y = NULL;
+    int *t = NULL;
+    long *gn = NULL;
+    rq_graph g;
+    memset(&g, 0, sizeof g);
     for (int i = 1; i < argc; i++) {
+        int code = -1;
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
+            if (!quiet) usage(stdout);
+            code = 0;
         } else if (!strcmp(argv[i], "--help-config")) {
-            rq_config_print_help(stdout);
-            return 0;
+            if (!quiet) rq_config_print_help(stdout);
+            code = 0;
         } else if (!strcmp(argv[i], "--set")) {
             if (i + 1 >= argc) {
-                fprintf(stderr, "robuq-train: --set needs section.key=value\n");
-                return 2;
+                if (!quiet) fprintf(stderr, "robuq-train: --set needs section.key=value\n");
+                code = 2;
             }
             i++; /* applied after the file, below */
         } else if (argv[i][0] == '-') {
-            fprintf(stderr, "robuq-train: unknown option '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
+            if (!quiet) fprintf(stderr, "robuq-train: unknown option '%s'\n", argv[i]), usage(stderr);
+            code = 2;
         } else if (!cfg_path) {
             cfg_path = argv[i];
         } else {
-            fprintf(stderr, "robuq-train: more than one config file ('%s')\n", argv[i]);
-            return 2;
+            if (!quiet) fprintf(stderr, "robuq-train: more than one config file ('%s')\n", argv[i]);
+            code = 2;
+        }
+        if (code >= 0) { /* the same arguments on every rank: all leave here */
+            rq_dist_finalize(&d);
+            return code;
         }
     }
     if (!cfg_path) {
-        usage(stderr);
+        if (!quiet) usage(stderr);
+        rq_dist_finalize(&d);
         return 2;
     }
+
+    /* ---- setup, part 1: config; rank 0 prepares the output directory and
+     * decides whether to resume; then all ranks agree (sync 1) ---- */
     r.cfg = rq_config_new();
     if (!r.cfg) {
         rq_err_set(&err, RQ_ENOMEM, "out of memory");
@@ -278,24 +359,48 @@ int main(int argc, char **argv) {
     if (rq_config_load(r.cfg, cfg_path, &err)) goto fail;
     for (int i = 1; i < argc; i++)
         if (!strcmp(argv[i], "--set") && rq_config_set(r.cfg, argv[++i], &err)) goto fail;
-
+    int B = rq_cfg_int(r.cfg, "train.batch_size");
+    if (B % d.size) {
+        /* every rank draws the whole batch and computes its own slice of it */
+        rq_err_set(&err, RQ_EINVAL, "%s: train.batch_size = %d is not divisible by the %d MPI ranks "
+                   "(each rank computes batch_size / ranks samples)", rq_cfg_origin(r.cfg, "train.batch_size"), B,
+                   d.size);
+        goto fail;
+    }
     int threads = rq_cfg_int(r.cfg, "train.threads");
-    if (threads > 0) omp_set_num_threads(threads);
+    if (threads > 0) {
+        omp_set_num_threads(threads);
+    } else if (d.local_size > 1 && !getenv("OMP_NUM_THREADS")) {
+        /* ranks on one machine share its cores: at most cores / ranks threads
+         * each (spinning OpenMP and MPI threads on shared cores crawl), and
+         * no more than the cores this rank is bound to */
+        long online = sysconf(_SC_NPROCESSORS_ONLN);
+        int share = online > 0 ? (int)(online / d.local_size) : 1, procs = omp_get_num_procs();
+        omp_set_num_threads(share < 1 ? 1 : share < procs ? share : procs);
+    }
     r.out_dir = rq_cfg_str(r.cfg, "train.out_dir");
-    made_dir = access(r.out_dir, F_OK) != 0;
-    if (mkdir_p(r.out_dir)) {
-        rq_err_set(&err, RQ_EIO, "%s: cannot create output directory: %s", r.out_dir, strerror(errno));
-        goto fail;
+    char path[1200], ckpt[1200];
+    path_in(ckpt, sizeof ckpt, r.out_dir, "ckpt_last.h5");
+    int decided[RQ_SYNC_N] = {0}; /* [0]: resume from ckpt_last.h5 (rank 0 decides) */
+    if (d.rank == 0) { /* only rank 0 writes into the output directory */
+        made_dir = access(r.out_dir, F_OK) != 0;
+        if (mkdir_p(r.out_dir)) {
+            rq_err_set(&err, RQ_EIO, "%s: cannot create output directory: %s", r.out_dir, strerror(errno));
+            goto fail;
+        }
+        path_in(path, sizeof path, r.out_dir, "train.log");
+        if (rq_log_open_file(path)) {
+            rq_err_set(&err, RQ_EIO, "%s: cannot write the log: %s", path, strerror(errno));
+            goto fail;
+        }
+        remove_stale_temps(r.out_dir);
+        decided[0] = rq_cfg_bool(r.cfg, "train.resume") && !access(ckpt, F_OK);
     }
-    char path[1200];
-    path_in(path, sizeof path, r.out_dir, "train.log");
-    if (rq_log_open_file(path)) {
-        rq_err_set(&err, RQ_EIO, "%s: cannot write the log: %s", path, strerror(errno));
-        goto fail;
-    }
-    remove_stale_temps(r.out_dir);
+    failed_rank = sync_ranks(&d, 0, decided);
+    if (failed_rank >= 0) goto failed_elsewhere;
+    int resumed = decided[0];
 
-    /* ---- model, quantization, diffusion ---- */
+    /* ---- setup, part 2 (every rank): model, quantization, diffusion ---- */
     rq_dit_config mc;
     rq_quant_opts qo;
     uint64_t seed = (uint64_t)rq_cfg_int(r.cfg, "train.seed");
@@ -304,7 +409,7 @@ int main(int argc, char **argv) {
         rq_diffusion_from_cfg(r.cfg, &r.diff, &err))
         goto fail;
 
-    /* ---- data ---- */
+    /* ---- data (the whole dataset on every rank) ---- */
     const char *dpath = rq_cfg_str(r.cfg, "data.path");
     if (rq_dataset_load(dpath, &r.train, &err)) {
         if (access(dpath, F_OK))
@@ -322,25 +427,24 @@ int main(int argc, char **argv) {
         goto fail;
     }
     const char *vpath = rq_cfg_str(r.cfg, "data.val_path");
-    if (rq_cfg_int(r.cfg, "train.val_every") > 0 && vpath[0] && rq_dataset_load(vpath, &r.val, &err)) goto fail;
+    /* validation runs on rank 0 alone */
+    if (d.rank == 0 && rq_cfg_int(r.cfg, "train.val_every") > 0 && vpath[0] && rq_dataset_load(vpath, &r.val, &err))
+        goto fail;
     if (rq_loader_init(&r.loader, &r.train, seed, 1, rq_cfg_bool(r.cfg, "data.hflip"), &err)) goto fail;
 
-    /* ---- weights and optimizer state: fresh, from init_from, or resumed.
-     * The parameter list is final (low-rank factors added) before the
-     * optimizer, the EMA and a resumed checkpoint see it. ---- */
+    /* ---- weights and optimizer state: fresh, from init_from, or resumed
+     * (every rank reads the same files). The parameter list is final
+     * (low-rank factors added) before the optimizer, the EMA and a resumed
+     * checkpoint see it. ---- */
     rq_rng_seed(&r.meta.rng, seed ^ 0x5eedULL);
-    char ckpt[1200];
-    path_in(ckpt, sizeof ckpt, r.out_dir, "ckpt_last.h5");
     const char *init_from = rq_cfg_str(r.cfg, "train.init_from");
-    int resumed = 0;
-    if (rq_cfg_bool(r.cfg, "train.resume") && !access(ckpt, F_OK)) {
+    if (resumed) {
         if (rq_dit_quantize(&r.model, &qo, &err) || rq_dit_add_lowrank(&r.model, &qo, &err) ||
             adamw_from_cfg(&r, &err) || rq_ema_init(&r.ema, &r.model, &err) ||
             rq_ckpt_load(ckpt, &r.model, "params", &r.ema, &r.opt, &r.meta, &err))
             goto fail;
         if (r.meta.loader_len == RQ_LOADER_STATE_LEN && rq_loader_set_state(&r.loader, r.meta.loader, &err)) goto fail;
         r.log_cap = r.meta.log_n;
-        resumed = 1;
         RQ_INFO("resumed from %s at step %ld", ckpt, r.meta.step);
     } else {
         if (init_from[0]) {
@@ -365,37 +469,52 @@ int main(int argc, char **argv) {
         r.has_teacher = 1;
         RQ_INFO("distilling from the FP teacher %s (weight %g)", init_from, (double)distill);
     }
-    if (write_config(&r, &err)) goto fail;
+    long per = rq_dataset_sample_size(&r.train);
+    /* the whole batch is drawn on every rank (same streams as one process) */
+    x0 = malloc((size_t)B * per * sizeof(float)), noise = malloc((size_t)B * per * sizeof(float));
+    y = malloc((size_t)B * sizeof(int32_t));
+    t = malloc((size_t)B * sizeof(int));
+    /* what one all-reduce per step averages: every gradient, then the loss terms */
+    int n_red = r.model.n_params + 1;
+    gx = malloc((size_t)n_red * sizeof *gx), gn = malloc((size_t)n_red * sizeof *gn);
+    if (!x0 || !noise || !y || !t || !gx || !gn || rq_graph_init(&g, (size_t)64 << 20)) {
+        rq_err_set(&err, RQ_ENOMEM, "out of memory for batch %d", B);
+        goto fail;
+    }
+    for (int i = 0; i < r.model.n_params; i++) gx[i] = r.model.params[i]->grad, gn[i] = r.model.params[i]->n;
+    gx[n_red - 1] = stats, gn[n_red - 1] = 3;
+    if (d.rank == 0 && write_config(&r, &err)) goto fail;
+    failed_rank = sync_ranks(&d, 0, NULL); /* sync 2: every rank is ready */
+    if (failed_rank >= 0) goto failed_elsewhere;
     made_dir = 0; /* the run has started: what it wrote stays */
 
     long steps = rq_cfg_int(r.cfg, "train.steps");
-    int B = rq_cfg_int(r.cfg, "train.batch_size"), warmup = rq_cfg_int(r.cfg, "train.warmup_steps");
+    int warmup = rq_cfg_int(r.cfg, "train.warmup_steps");
     int log_every = rq_cfg_int(r.cfg, "train.log_every"), ckpt_every = rq_cfg_int(r.cfg, "train.ckpt_every");
     int sample_every = rq_cfg_int(r.cfg, "train.sample_every"), val_every = rq_cfg_int(r.cfg, "train.val_every");
     float lr = (float)rq_cfg_float(r.cfg, "train.lr"), clip = (float)rq_cfg_float(r.cfg, "train.grad_clip");
     float ema_decay = (float)rq_cfg_float(r.cfg, "train.ema_decay"), pdrop = (float)rq_cfg_float(r.cfg, "model.class_dropout_prob");
     int ema_warmup = rq_cfg_bool(r.cfg, "train.ema_warmup");
     int skip_nan = !strcmp(rq_cfg_str(r.cfg, "train.nan_policy"), "skip");
-    long per = rq_dataset_sample_size(&r.train);
-    RQ_INFO("model: %ld parameters, %.2f GMACs/sample, %d tokens; %s; data: %ld samples from %s; %d threads",
+    int Bl = B / d.size;             /* samples per rank */
+    long s0 = (long)d.rank * Bl;     /* this rank's slice [s0, s0 + Bl) of the batch */
+    char ranks[96] = "";
+    if (d.size > 1) snprintf(ranks, sizeof ranks, " per rank; %d MPI ranks x %d samples of batch %d", d.size, Bl, B);
+    RQ_INFO("model: %ld parameters, %.2f GMACs/sample, %d tokens; %s; data: %ld samples from %s; %d threads%s",
             rq_dit_num_params(&r.model), rq_dit_macs(&r.model) / 1e9, rq_dit_tokens(&mc),
-            qo.enabled ? "QAT" : "full precision", r.train.n, dpath, omp_get_max_threads());
-
-    float *x0 = malloc((size_t)B * per * sizeof(float)), *noise = malloc((size_t)B * per * sizeof(float));
-    int32_t *y = malloc((size_t)B * sizeof(int32_t));
-    int *t = malloc((size_t)B * sizeof(int));
-    rq_graph g;
-    if (!x0 || !noise || !y || !t || rq_graph_init(&g, (size_t)64 << 20)) {
-        rq_err_set(&err, RQ_ENOMEM, "out of memory for batch %d", B);
-        goto fail;
-    }
+            qo.enabled ? "QAT" : "full precision", r.train.n, dpath, omp_get_max_threads(), ranks);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
     double t_start = rq_now(), t_window = t_start, loss_acc = 0, mse_acc = 0, vb_acc = 0;
     long window = 0, start_step = r.meta.step;
-    int rc = 0;
-    while (r.meta.step < steps && !g_stop) {
+    int rc = 0, stop = 0;
+    while (r.meta.step < steps) {
+        /* a signal reaches the ranks at different times: they agree on it
+         * here, so all of them stop before the same step */
+        int sig[RQ_SYNC_N] = {(int)g_stop};
+        sync_ranks(&d, 0, sig);
+        if ((stop = sig[0])) break;
         long step = r.meta.step;
         rq_loader_next(&r.loader, x0, y, B);
         for (int i = 0; i < B; i++) {
@@ -407,11 +526,13 @@ int main(int argc, char **argv) {
         rq_graph_reset(&g);
         rq_zero_grads(&r.model);
         rq_diffusion_loss_out lo;
-        rq_status ls = rq_diffusion_loss(&g, &r.diff, &r.model, x0, t, y, noise, B, &lo);
+        /* this rank's slice; the loss is a mean over its samples (MSE and VLB
+         * are per-sample means), so the mean over ranks is the batch mean */
+        rq_status ls = rq_diffusion_loss(&g, &r.diff, &r.model, x0 + s0 * per, t + s0, y + s0, noise + s0 * per, Bl, &lo);
         if (!ls && r.has_teacher) {
             /* + w * MSE(student output, FP teacher output) on the same x_t, t, y */
             g.grad_enabled = 0;
-            rq_tensor *teach = rq_dit_forward(&g, &r.teacher, lo.xt, lo.t, y);
+            rq_tensor *teach = rq_dit_forward(&g, &r.teacher, lo.xt, lo.t, y + s0);
             g.grad_enabled = 1;
             rq_tensor *dl = rq_scale(&g, rq_mse(&g, lo.model_out, teach), distill);
             lo.loss = rq_add(&g, lo.loss, dl);
@@ -419,10 +540,19 @@ int main(int argc, char **argv) {
         }
         if (ls || rq_backward(&g, lo.loss)) {
             rq_err_set(&err, g.err.code, "step %ld: %s", step, g.err.msg);
+            if (d.size > 1) { /* the other ranks wait in the all-reduce: end the job */
+                RQ_ERROR("rank %d: %s", d.rank, err.msg);
+                rq_dist_abort(&d, 1);
+            }
             rc = 1;
             break;
         }
-        float loss = lo.loss->data[0];
+        stats[0] = lo.loss->data[0], stats[1] = lo.mse, stats[2] = lo.vb;
+        if (rq_dist_allreduce_mean_f32v(&d, gx, gn, n_red, &err)) { /* gradients and loss: mean over ranks */
+            RQ_ERROR("rank %d: step %ld: %s", d.rank, step + 1, err.msg);
+            rq_dist_abort(&d, 1);
+        }
+        float loss = stats[0];
         int finite;
         double gnorm = rq_grad_norm(&r.model, &finite);
         if (!isfinite(loss) || !finite) {
@@ -449,8 +579,14 @@ int main(int argc, char **argv) {
         rq_ema_update(&r.ema, &r.model, decay);
         r.meta.step++;
         log_loss(&r, r.meta.step, loss);
-        loss_acc += loss, mse_acc += lo.mse, vb_acc += lo.vb, window++;
+        loss_acc += loss, mse_acc += stats[1], vb_acc += stats[2], window++;
 
+        int at_ckpt = ckpt_every > 0 && r.meta.step % ckpt_every == 0 && r.meta.step < steps;
+        if ((r.meta.step % log_every == 0 || r.meta.step == steps || at_ckpt) &&
+            !weights_agree(&d, &r.model, r.meta.step, &err)) {
+            rc = 1;
+            break;
+        }
         if (r.meta.step % log_every == 0 || r.meta.step == steps) {
             double now = rq_now(), its = window / (now - t_window);
             char eta[32];
@@ -460,52 +596,82 @@ int main(int argc, char **argv) {
                     (double)cur_lr, its, eta);
             loss_acc = mse_acc = vb_acc = 0, window = 0, t_window = now;
         }
-        if (val_every > 0 && r.meta.step % val_every == 0) RQ_INFO("step %ld | val loss %.5f", r.meta.step, val_loss(&r, &g));
-        if (ckpt_every > 0 && r.meta.step % ckpt_every == 0 && r.meta.step < steps) {
-            if (save_ckpt(&r, &err)) {
+        /* validation and samples: rank 0 alone (the others wait in the next collective) */
+        if (d.rank == 0 && val_every > 0 && r.meta.step % val_every == 0)
+            RQ_INFO("step %ld | val loss %.5f", r.meta.step, val_loss(&r, &g));
+        if (at_ckpt) {
+            int bad = 0;
+            if (d.rank == 0) {
+                bad = save_ckpt(&r, &err) != RQ_OK;
+                if (!bad) plot_loss(&r);
+            }
+            if (sync_ranks(&d, bad, NULL) >= 0) { /* rank 0 could not save: every rank stops */
                 rc = 1;
                 break;
             }
-            plot_loss(&r);
         }
-        if (sample_every > 0 && r.meta.step % sample_every == 0) {
+        if (d.rank == 0 && sample_every > 0 && r.meta.step % sample_every == 0) {
             char name[64];
             snprintf(name, sizeof name, "samples_step%ld.png", r.meta.step);
             write_samples(&r, name);
         }
     }
+    if (!stop) { /* a signal during the last step */
+        int sig[RQ_SYNC_N] = {(int)g_stop};
+        sync_ranks(&d, 0, sig);
+        stop = sig[0];
+    }
+    /* rc and err.code are the same on every rank here (the decisions above
+     * were taken on all-reduced values or agreed on) */
     if (rc == 0 || err.code == RQ_ENUM) {
         rq_err keep = err;
         rq_err_clear(&err);
-        if (save_ckpt(&r, &err)) rc = 1;
+        int bad = 0;
+        if (d.rank == 0) {
+            bad = save_ckpt(&r, &err) != RQ_OK;
+            plot_loss(&r);
+        }
+        if (sync_ranks(&d, bad, NULL) >= 0) rc = 1; /* every rank waits for the checkpoint */
         else if (keep.code) err = keep;
-        plot_loss(&r);
     }
-    if (g_stop) {
-        RQ_WARN("stopped by signal %d at step %ld; run the same command to resume", (int)g_stop, r.meta.step);
+    if (stop) {
+        RQ_WARN("stopped by signal %d at step %ld; run the same command to resume", stop, r.meta.step);
         rc = 130;
-    } else if (rc == 0) {
+    } else if (rc == 0 && d.rank == 0) {
         double el = rq_now() - t_start;
         RQ_INFO("done: %ld steps in %.1f s (%.2f it/s)%s", r.meta.step - start_step, el,
                 (r.meta.step - start_step) / (el > 0 ? el : 1), resumed ? " after resume" : "");
         if (val_every > 0 && r.val.n) RQ_INFO("final val loss %.5f", val_loss(&r, &g));
         write_samples(&r, "samples_final.png");
     }
-    if (rc && rc != 130) RQ_ERROR("%s", err.msg);
+    if (rc && rc != 130 && d.rank == 0) RQ_ERROR("%s", err.msg); /* the same error on every rank: said once */
     rq_graph_free(&g);
-    free(x0), free(noise), free(y), free(t);
+    free(x0), free(noise), free(y), free(t), free(gx), free(gn);
     run_free(&r);
     rq_log_close_file();
+    rq_dist_finalize(&d); /* waits for rank 0's last writes */
     return rc;
 fail:
-    fprintf(stderr, "robuq-train: %s\n", err.msg[0] ? err.msg : rq_status_str(err.code));
+    /* this rank failed during setup: the lowest failing rank says why */
+    failed_rank = sync_ranks(&d, 1, NULL);
+    if (failed_rank == d.rank) {
+        if (d.rank == 0) fprintf(stderr, "robuq-train: %s\n", err.msg[0] ? err.msg : rq_status_str(err.code));
+        else fprintf(stderr, "robuq-train: rank %d: %s\n", d.rank, err.msg[0] ? err.msg : rq_status_str(err.code));
+    }
+failed_elsewhere:
+    if (d.rank == 0 && failed_rank != 0) RQ_ERROR("rank %d failed during setup (see its message)", failed_rank);
     rq_log_close_file();
     if (made_dir) { /* nothing was trained: leave no empty run directory behind */
         char p[1200];
         path_in(p, sizeof p, r.out_dir, "train.log");
         unlink(p);
+        path_in(p, sizeof p, r.out_dir, "config.ini");
+        unlink(p);
         rmdir(r.out_dir);
     }
+    rq_graph_free(&g);
+    free(x0), free(noise), free(y), free(t), free(gx), free(gn);
     run_free(&r);
+    rq_dist_finalize(&d);
     return 1;
 }
