@@ -2,6 +2,7 @@
  * robuq-train (FP and QAT from an FP checkpoint), exact resume (a run stopped
  * half way and restarted gives bit-identical losses and weights), robuq-sample,
  * and the tools' error handling (exit codes, one-line messages). */
+#include <math.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -98,6 +99,28 @@ static void test_resume_is_exact(void **state) {
         snprintf(p, sizeof p, "%s/full/%s", g_dir, files[k]);
         if (access(p, F_OK)) fail_msg("missing %s", p);
     }
+}
+
+/* train.recompute = on: the same run (losses and weights) as the plain tape,
+ * up to the order in which each block's input gradient is summed. */
+static void test_recompute_matches(void **state) {
+    train("full_rc", "--set train.recompute=on", 0);
+    char a[256], b[256];
+    snprintf(a, sizeof a, "%s/full/ckpt_last.h5", g_dir);
+    snprintf(b, sizeof b, "%s/full_rc/ckpt_last.h5", g_dir);
+    long na, nb;
+    float *la = read_arr(a, "/log/loss", &na), *lb = read_arr(b, "/log/loss", &nb);
+    assert_int_equal(na, nb);
+    for (int i = 0; i < na; i++)
+        if (fabsf(la[i] - lb[i]) > 1e-5f * fabsf(la[i])) fail_msg("step %d: loss %.9g vs %.9g with recompute", i + 1, la[i], lb[i]);
+    float *pa = read_arr(a, "/params/blocks.0.attn.qkv.weight", &na), *pb = read_arr(b, "/params/blocks.0.attn.qkv.weight", &nb);
+    float mx = 0, d = 0;
+    for (long i = 0; i < na; i++) mx = fmaxf(mx, fabsf(pa[i])), d = fmaxf(d, fabsf(pa[i] - pb[i]));
+    if (d > 1e-4f * mx) fail_msg("qkv weight differs by %.3g (max %.3g) with recompute", d, mx);
+    free(la), free(lb), free(pa), free(pb);
+    char log[256];
+    snprintf(log, sizeof log, "grep -q 'activation recomputation' %s/full_rc/train.log", g_dir);
+    assert_int_equal(tu_sh("%s", log), 0);
 }
 
 static void test_qat_from_fp(void **state) {
@@ -200,6 +223,7 @@ static void test_shipped_configs(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resume_is_exact),
+        cmocka_unit_test(test_recompute_matches),
         cmocka_unit_test(test_qat_from_fp),
         cmocka_unit_test(test_sample_png),
         cmocka_unit_test(test_train_errors),

@@ -408,6 +408,7 @@ int main(int argc, char **argv) {
         rq_dit_init(&r.model, &mc, seed, &err) ||
         rq_diffusion_from_cfg(r.cfg, &r.diff, &err))
         goto fail;
+    r.model.recompute = rq_cfg_bool(r.cfg, "train.recompute");
 
     /* ---- data (the whole dataset on every rank) ---- */
     const char *dpath = rq_cfg_str(r.cfg, "data.path");
@@ -500,9 +501,10 @@ int main(int argc, char **argv) {
     long s0 = (long)d.rank * Bl;     /* this rank's slice [s0, s0 + Bl) of the batch */
     char ranks[96] = "";
     if (d.size > 1) snprintf(ranks, sizeof ranks, " per rank; %d MPI ranks x %d samples of batch %d", d.size, Bl, B);
-    RQ_INFO("model: %ld parameters, %.2f GMACs/sample, %d tokens; %s; data: %ld samples from %s; %d threads%s",
+    RQ_INFO("model: %ld parameters, %.2f GMACs/sample, %d tokens; %s%s; data: %ld samples from %s; %d threads%s",
             rq_dit_num_params(&r.model), rq_dit_macs(&r.model) / 1e9, rq_dit_tokens(&mc),
-            qo.enabled ? "QAT" : "full precision", r.train.n, dpath, omp_get_max_threads(), ranks);
+            qo.enabled ? "QAT" : "full precision", r.model.recompute ? ", activation recomputation" : "", r.train.n,
+            dpath, omp_get_max_threads(), ranks);
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
 
