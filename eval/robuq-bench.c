@@ -122,7 +122,7 @@ static int run_memory(const bench_opts *o, double budget_gib) {
     printf("%-7s %9s | %12s %13s %13s | %9s\n", "mode", "recompute", "state GiB", "fixed MiB", "MiB/sample",
            "max batch");
     for (int q = 0; q < 2; q++)
-        for (int rc = 0; rc < 2; rc++) {
+        for (int rc = o->recompute; rc < 2; rc++) { /* --recompute 1: only the recomputed rows */
             bench_opts b = *o;
             b.recompute = rc, b.steps = 1, b.warmup = 0;
             step_mem m1, m2;
@@ -324,8 +324,8 @@ static void usage(FILE *f) {
                "--mode infer: forward of the fp32, fake-quant W1.58A2 and exported (integer) models, one JSON\n"
                "line each, then a per-linear-shape table (fp32 sgemm / fake-quant / integer, GFLOP/s-equiv).\n"
                "--mode memory: training memory of FP and QAT-A2, without and with activation recomputation\n"
-               "(--recompute 1 in the other modes): fixed state, activation MiB per sample, largest batch in\n"
-               "--budget-gib. eval/bench.sh runs it next to the PyTorch peer and prints the ratios.\n");
+               "(--recompute 1: only with it; in the other modes: use it): fixed state, activation MiB per\n"
+               "sample, largest batch in --budget-gib. eval/bench.sh runs it next to the PyTorch peer and prints the ratios.\n");
 }
 
 int main(int argc, char **argv) {
