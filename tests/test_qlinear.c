@@ -151,6 +151,17 @@ static rq_dit_config tiny_cfg(int hidden) {
     return c;
 }
 
+/* Forward of a tiny_cfg model on two fixed 8x8 inputs (x: 128 floats, filled here). */
+static rq_tensor *tiny_forward(rq_graph *g, rq_dit *m, float *x) {
+    uint64_t s = 3;
+    tu_fill(&s, x, 128, -1, 1);
+    static float tv[2] = {10, 500}; /* wrapped by the graph: must outlive this call */
+    static int y[2] = {0, 3};
+    rq_tensor *out = rq_dit_forward(g, m, rq_tensor_wrap(g, x, 4, (int[]){2, 1, 8, 8}), rq_tensor_wrap(g, tv, 1, (int[]){2}), y);
+    assert_non_null(out);
+    return out;
+}
+
 static void test_model_wiring(void **state) {
     rq_dit m;
     rq_err e = {0};
@@ -214,12 +225,7 @@ static void test_model_wiring(void **state) {
     rq_graph g;
     rq_graph_init(&g, 1 << 20);
     float x[2 * 64];
-    uint64_t s = 3;
-    tu_fill(&s, x, 128, -1, 1);
-    float tv[2] = {10, 500};
-    int y[2] = {0, 3};
-    rq_tensor *out = rq_dit_forward(&g, &m, rq_tensor_wrap(&g, x, 4, (int[]){2, 1, 8, 8}), rq_tensor_wrap(&g, tv, 1, (int[]){2}), y);
-    assert_non_null(out);
+    rq_tensor *out = tiny_forward(&g, &m, x);
     assert_int_equal(rq_backward(&g, rq_mean(&g, rq_mul(&g, out, out))), RQ_OK);
     double gn = 0;
     for (long j = 0; j < m.blocks[0].qkv.w->n; j++) gn += fabs(m.blocks[0].qkv.w->grad[j]);
@@ -363,12 +369,7 @@ static void grads_of(rq_dit *m, int recompute, float *loss, float *grads, size_t
     rq_graph g;
     rq_graph_init(&g, 1 << 20);
     float x[2 * 64];
-    uint64_t s = 3;
-    tu_fill(&s, x, 128, -1, 1);
-    float tv[2] = {10, 500};
-    int y[2] = {0, 3};
-    rq_tensor *out = rq_dit_forward(&g, m, rq_tensor_wrap(&g, x, 4, (int[]){2, 1, 8, 8}), rq_tensor_wrap(&g, tv, 1, (int[]){2}), y);
-    assert_non_null(out);
+    rq_tensor *out = tiny_forward(&g, m, x);
     rq_tensor *l = rq_mean(&g, rq_mul(&g, out, out));
     assert_int_equal(rq_backward(&g, l), RQ_OK);
     *loss = l->data[0];
