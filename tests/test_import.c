@@ -444,7 +444,7 @@ static void test_pos_embed_copies_null_class(void **state) {
     nl_original(&L, &a);
     for (int i = 0; i < L.n; i++) {
         char nm[160];
-        snprintf(nm, sizeof nm, "module.%s", L.v[i].name);
+        snprintf(nm, sizeof nm, "module.%.152s", L.v[i].name);
         strcpy(L.v[i].name, nm);
     }
     nl_write(&L, path, RQ_ST_F32);
