@@ -35,7 +35,6 @@ typedef struct {
 typedef struct {
     double arena_bytes; /* per-step activation memory: main tape + recompute scratch */
     double state_bytes; /* params, grads, Adam m and v, EMA */
-    double peak_rss_mb;
 } step_mem;
 
 static int run_mode(const bench_opts *o, const char *mode, step_mem *mem) {
@@ -97,7 +96,6 @@ static int run_mode(const bench_opts *o, const char *mode, step_mem *mem) {
     if (mem) {
         mem->arena_bytes = arena;
         mem->state_bytes = 5.0 * 4.0 * rq_dit_num_params(&m);
-        mem->peak_rss_mb = ru.ru_maxrss / 1024.0;
     }
     rq_graph_free(&g);
     free(x0), free(noise), free(t), free(y);

@@ -210,8 +210,8 @@ static void test_search_tool(void **state) {
     snprintf(ini, sizeof ini, "%s/tiny.ini", dir);
     FILE *f = fopen(ini, "w");
     fprintf(f,
-            "[model]\ninput_size = 8\nin_channels = 1\npatch_size = 2\nhidden_size = 32\ndepth = 2\n"
-            "num_heads = 2\nnum_classes = 3\n[data]\npath = %s\n"
+            TU_TINY_MODEL_INI
+            "[data]\npath = %s\n"
             "[train]\nbatch_size = 8\nsteps = 6\nlr = 1e-3\nlog_every = 3\nckpt_every = 0\nval_every = 0\n"
             "out_dir = %s/fp\nsample_every = 0\n"
             "[sample]\nsteps = 5\nper_class = 2\n[quant]\nenabled = on\nact_bits = 2\n"

@@ -266,8 +266,8 @@ static void test_tools(void **state) {
     snprintf(ini, sizeof ini, "%s/tiny.ini", dir);
     FILE *f = fopen(ini, "w");
     fprintf(f,
-            "[model]\ninput_size = 8\nin_channels = 1\npatch_size = 2\nhidden_size = 32\ndepth = 2\n"
-            "num_heads = 2\nnum_classes = 3\n[data]\npath = %s\n[train]\nbatch_size = 8\nsteps = 4\n"
+            TU_TINY_MODEL_INI
+            "[data]\npath = %s\n[train]\nbatch_size = 8\nsteps = 4\n"
             "log_every = 2\nckpt_every = 0\nout_dir = %s/run\n[sample]\nsteps = 4\nper_class = 2\n"
             "[quant]\nenabled = on\nact_bits = 2\n",
             data, dir);

@@ -54,8 +54,8 @@ static void write_config(const char *name, const char *data_path) {
     FILE *f = fopen(p, "w");
     assert_non_null(f);
     fprintf(f,
-            "[model]\ninput_size = 8\nin_channels = 1\npatch_size = 2\nhidden_size = 32\ndepth = 2\n"
-            "num_heads = 2\nnum_classes = 3\n[data]\npath = %s\n"
+            TU_TINY_MODEL_INI
+            "[data]\npath = %s\n"
             "[train]\nbatch_size = 8\nsteps = 16\nlr = 1e-3\nlog_every = 1\nckpt_every = 0\nema_decay = 0.9\n"
             "val_every = 0\n[sample]\nsteps = 2\nper_class = 1\n",
             data_path);

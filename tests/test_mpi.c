@@ -81,8 +81,8 @@ static int setup(void **state) {
     FILE *f = fopen(cfg, "w");
     if (!f) return -1;
     fprintf(f,
-            "[model]\ninput_size = 8\nin_channels = 1\npatch_size = 2\nhidden_size = 32\ndepth = 2\n"
-            "num_heads = 2\nnum_classes = 3\n[data]\npath = %s\nval_path = %s\nhflip = on\n"
+            TU_TINY_MODEL_INI
+            "[data]\npath = %s\nval_path = %s\nhflip = on\n"
             "[train]\nbatch_size = 8\nsteps = 6\nlr = 1e-3\nlog_every = 1\nckpt_every = 0\nema_decay = 0.9\n"
             "val_every = 3\nthreads = 1\n[sample]\nsteps = 4\nper_class = 2\n",
             path, path);
@@ -227,6 +227,14 @@ static long count_lines(const char *file, const char *needle) {
     return n;
 }
 
+/* Fails, after showing the file, unless exactly n of its lines hold needle. */
+static void expect_lines(const char *file, const char *needle, long n, const char *why) {
+    if (count_lines(file, needle) != n) {
+        show(file);
+        fail_msg("%s (above: %s)", why, file);
+    }
+}
+
 /* The files of a run directory, sorted, joined by ' '. */
 static void listing(const char *out, char *buf, size_t cap) {
     char dir[256];
@@ -259,10 +267,7 @@ static void test_fp_two_ranks_match_one(void **state) {
     assert_string_equal(b, a);
     /* ... and alone logged: every line of the job's output is tagged [1,0] (rank 0) */
     snprintf(p, sizeof p, "%s/two.txt", g_dir);
-    if (count_lines(p, "[1,1]<") != 0) {
-        show(p);
-        fail_msg("rank 1 printed something (above)");
-    }
+    expect_lines(p, "[1,1]<", 0, "rank 1 printed something");
     assert_int_equal(count_lines(p, "step 6/6 |"), 1);
     snprintf(p, sizeof p, "%s/two/train.log", g_dir);
     assert_int_equal(count_lines(p, "2 MPI ranks x 4 samples of batch 8"), 1);
@@ -303,10 +308,8 @@ static void test_batch_not_divisible(void **state) {
     char p[256];
     snprintf(p, sizeof p, "%s/odd.txt", g_dir);
     /* said once (by rank 0), naming the key and the rank count */
-    if (count_lines(p, "train.batch_size = 7 is not divisible by the 2 MPI ranks") != 1) {
-        show(p);
-        fail_msg("expected one line saying batch_size 7 is not divisible by 2 ranks");
-    }
+    expect_lines(p, "train.batch_size = 7 is not divisible by the 2 MPI ranks", 1,
+                 "expected one line saying batch_size 7 is not divisible by 2 ranks");
     assert_int_equal(count_lines(p, "[1,1]<stderr>: robuq-train"), 0);
     snprintf(p, sizeof p, "%s/odd", g_dir);
     assert_int_not_equal(access(p, F_OK), 0); /* nothing was created */

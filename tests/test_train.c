@@ -28,8 +28,8 @@ static int setup(void **state) {
     snprintf(cfg, sizeof cfg, "%s/tiny.ini", g_dir);
     FILE *f = fopen(cfg, "w");
     fprintf(f,
-            "[model]\ninput_size = 8\nin_channels = 1\npatch_size = 2\nhidden_size = 32\ndepth = 2\n"
-            "num_heads = 2\nnum_classes = 3\n[data]\npath = %s\nval_path = %s\n"
+            TU_TINY_MODEL_INI
+            "[data]\npath = %s\nval_path = %s\n"
             "[train]\nbatch_size = 8\nsteps = 6\nlr = 1e-3\nlog_every = 1\nckpt_every = 0\nema_decay = 0.9\n"
             "val_every = 3\n[sample]\nsteps = 5\nper_class = 2\n",
             path, path);

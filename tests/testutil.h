@@ -80,6 +80,12 @@ static inline int tu_sh(const char *fmt, ...) {
     return WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
 }
 
+/* The [model] section that fits tu_write_tiny_images (8x8 gray, 3 classes):
+ * a D=32, depth-2 DiT with 2x2 patches. Tests append their other sections. */
+#define TU_TINY_MODEL_INI                                                                   \
+    "[model]\ninput_size = 8\nin_channels = 1\npatch_size = 2\nhidden_size = 32\ndepth = 2\n" \
+    "num_heads = 2\nnum_classes = 3\n"
+
 /* A dataset file of n random 8x8 gray images, labels i % 3 (3 classes), for
  * tool tests that train a tiny model. */
 static inline void tu_write_tiny_images(const char *path, int n, uint64_t seed) {
