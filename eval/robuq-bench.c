@@ -8,7 +8,8 @@
  *
  *   robuq-bench [--mode fp|qat_a2|all|infer|memory] [--threads N] [--batch 16] [--steps 5]
  *               [--warmup 1] [--depth 12 --hidden 384 --heads 6 --patch 2
- *                --input 28 --channels 1 --classes 10] [--recompute 0|1] [--budget-gib 24]
+ *                --input 28 --channels 1 --classes 10] [--recompute 0|1] [--profile 0|1]
+ *               [--budget-gib 24]
  *
  * Prints one JSON line per mode: mean/min step seconds, peak RSS, and the
  * per-step activation arena high-water mark. Defaults: DiT-S/2 on 28x28x1
@@ -28,7 +29,7 @@
 
 typedef struct {
     rq_dit_config mc;
-    int batch, steps, warmup, recompute;
+    int batch, steps, warmup, recompute, profile;
 } bench_opts;
 
 /* What one training-step run measured. */
@@ -63,27 +64,38 @@ static int run_mode(const bench_opts *o, const char *mode, step_mem *mem) {
     int *t = malloc((size_t)B * sizeof(int)), *y = malloc((size_t)B * sizeof(int));
     rq_graph g;
     rq_graph_init(&g, (size_t)256 << 20);
-    double sum = 0, best = 1e30;
+    rq_profile prof = {0};
+    double sum = 0, best = 1e30, opt_s = 0;
     for (int step = 0; step < o->warmup + o->steps; step++) {
         for (long i = 0; i < B * per; i++) x0[i] = (float)(2 * rq_rng_uniform(&rng) - 1);
         for (int i = 0; i < B; i++) t[i] = rq_rng_int(&rng, 1000), y[i] = rq_rng_int(&rng, o->mc.num_classes);
         rq_rng_fill_normal(&rng, noise, B * per, 1.0f);
+        if (o->profile && step == o->warmup) g.prof = &prof; /* time the measured steps only */
         double t0 = rq_now();
         rq_graph_reset(&g);
         rq_zero_grads(&m);
+        rq_profile_start(g.prof);
         rq_diffusion_loss_out lo;
         if (rq_diffusion_loss(&g, &d, &m, x0, t, y, noise, B, &lo) || rq_backward(&g, lo.loss)) {
             rq_err_set(&err, g.err.code, "%s", g.err.msg);
             goto fail;
         }
+        double t1 = rq_now();
         rq_adamw_step(&opt, &m, 1e-4f);
         rq_ema_update(&ema, &m, 0.9999f);
         double dt = rq_now() - t0;
+        if (g.prof) opt_s += rq_now() - t1;
         if (step >= o->warmup) {
             sum += dt;
             best = dt < best ? dt : best;
         }
         fprintf(stderr, "robuq-bench %s: step %d %.3f s (loss %.4f)\n", mode, step, dt, lo.loss->data[0]);
+    }
+    if (g.prof) {
+        fprintf(stderr, "robuq-bench %s: per-op time per step (%d threads)\n", mode, omp_get_max_threads());
+        rq_profile_print(&prof, stderr, o->steps);
+        fprintf(stderr, "%-22s %8s %10.2f ms per step (AdamW + EMA, not in the total)\n", "optimizer", "",
+                1e3 * opt_s / o->steps);
     }
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
@@ -317,26 +329,28 @@ static int run_infer_layers(const bench_opts *o) {
 static void usage(FILE *f) {
     fprintf(f, "usage: robuq-bench [--mode fp|qat_a2|all|infer|memory] [--threads N] [--batch N] [--steps N] [--warmup N]\n"
                "                   [--depth N] [--hidden N] [--heads N] [--patch N] [--input N] [--channels N] [--classes N]\n"
-               "                   [--recompute 0|1] [--budget-gib 24]\n"
+               "                   [--recompute 0|1] [--profile 0|1] [--budget-gib 24]\n"
                "Times DiT training steps (default DiT-S/2 on 28x28x1, batch 16); one JSON line per mode.\n"
                "--mode infer: forward of the fp32, fake-quant W1.58A2 and exported (integer) models, one JSON\n"
                "line each, then a per-linear-shape table (fp32 sgemm / fake-quant / integer, GFLOP/s-equiv).\n"
                "--mode memory: training memory of FP and QAT-A2, without and with activation recomputation\n"
                "(--recompute 1: only with it; in the other modes: use it): fixed state, activation MiB per\n"
-               "sample, largest batch in --budget-gib. eval/bench.sh runs it next to the PyTorch peer and prints the ratios.\n");
+               "sample, largest batch in --budget-gib. --profile 1: per-op forward/backward time per step\n"
+               "of the training modes (to stderr). eval/bench.sh runs it next to the PyTorch peer and prints the ratios.\n");
 }
 
 int main(int argc, char **argv) {
     bench_opts o = {{.input_size = 28, .in_channels = 1, .patch_size = 2, .hidden_size = 384, .depth = 12,
                      .num_heads = 6, .num_classes = 10, .mlp_ratio = 4.0f, .learn_sigma = 1},
-                    16, 5, 1, 0};
+                    16, 5, 1, 0, 0};
     const char *mode = "all";
     int budget = 24;
     struct { const char *flag; int *dst; int min; } ints[] = {
         {"--batch", &o.batch, 1}, {"--steps", &o.steps, 1}, {"--warmup", &o.warmup, 0},
         {"--depth", &o.mc.depth, 1}, {"--hidden", &o.mc.hidden_size, 4}, {"--heads", &o.mc.num_heads, 1},
         {"--patch", &o.mc.patch_size, 1}, {"--input", &o.mc.input_size, 1}, {"--channels", &o.mc.in_channels, 1},
-        {"--classes", &o.mc.num_classes, 1}, {"--recompute", &o.recompute, 0}, {"--budget-gib", &budget, 1}};
+        {"--classes", &o.mc.num_classes, 1}, {"--recompute", &o.recompute, 0}, {"--profile", &o.profile, 0},
+        {"--budget-gib", &budget, 1}};
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -383,8 +397,8 @@ int main(int argc, char **argv) {
         return 2;
     }
     int rc = 0;
-    if (o.recompute > 1) {
-        fprintf(stderr, "robuq-bench: --recompute is 0 or 1, got %d\n", o.recompute);
+    if (o.recompute > 1 || o.profile > 1) {
+        fprintf(stderr, "robuq-bench: --recompute and --profile are 0 or 1, got %d and %d\n", o.recompute, o.profile);
         return 2;
     }
     if (!strcmp(mode, "fp") || !strcmp(mode, "all")) rc |= run_mode(&o, "fp", NULL);

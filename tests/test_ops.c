@@ -366,6 +366,41 @@ static void test_arena_tape_reuse(void **state) {
     rq_tensor_free(w1), rq_tensor_free(w2), rq_tensor_free(x), rq_tensor_free(tgt);
 }
 
+/* The per-op profile counts each recorded op once per call, forward and
+ * backward, and prints one row per op. */
+static void test_profile(void **state) {
+    rq_tensor *w1 = param(2, (int[]){16, 8}, 42, -1, 1), *w2 = param(2, (int[]){4, 16}, 43, -1, 1);
+    rq_tensor *x = rq_tensor_new(2, (int[]){5, 8}, 0, "x"), *tgt = rq_tensor_new(2, (int[]){5, 4}, 0, "t");
+    rq_graph g;
+    rq_graph_init(&g, 1 << 16);
+    rq_profile prof = {0};
+    g.prof = &prof;
+    for (int step = 0; step < 3; step++) {
+        rq_graph_reset(&g);
+        rq_profile_start(g.prof);
+        rq_tensor *h = rq_gelu_tanh(&g, rq_linear(&g, x, w1, NULL));
+        rq_tensor *loss = rq_mse(&g, rq_linear(&g, h, w2, NULL), tgt);
+        assert_int_equal(rq_backward(&g, loss), RQ_OK);
+    }
+    assert_int_equal(prof.n, 3); /* linear, gelu_tanh, mse */
+    const char *want[] = {"linear", "gelu_tanh", "mse"};
+    const long calls[] = {6, 3, 3};
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(prof.ops[i].op, want[i]);
+        assert_int_equal(prof.ops[i].calls, calls[i]);
+        assert_true(prof.ops[i].fwd_s >= 0 && prof.ops[i].bwd_s > 0);
+    }
+    char buf[2048] = {0};
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    assert_non_null(f);
+    rq_profile_print(&prof, f, 3);
+    fclose(f);
+    assert_non_null(strstr(buf, "gelu_tanh"));
+    assert_non_null(strstr(buf, "ms per step"));
+    rq_graph_free(&g);
+    rq_tensor_free(w1), rq_tensor_free(w2), rq_tensor_free(x), rq_tensor_free(tgt);
+}
+
 static void test_errors(void **state) {
     rq_graph g;
     rq_graph_init(&g, 1 << 16);
@@ -412,7 +447,7 @@ int main(void) {
         cmocka_unit_test(test_timestep_values), cmocka_unit_test(test_shape_ops),
         cmocka_unit_test(test_patch_layout),    cmocka_unit_test(test_losses),
         cmocka_unit_test(test_ste),             cmocka_unit_test(test_arena_tape_reuse),
-        cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_profile),         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

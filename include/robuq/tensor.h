@@ -13,6 +13,8 @@
 #ifndef ROBUQ_TENSOR_H
 #define ROBUQ_TENSOR_H
 
+#include <stdio.h>
+
 #include "robuq/common.h"
 
 #define RQ_MAX_DIMS 4
@@ -64,11 +66,24 @@ typedef struct rq_node {
     float farg[4];
 } rq_node;
 
+/* Per-op timing (robuq-bench --profile). Ops run eagerly and push their tape
+ * node when done, so an op's forward time is taken as the time since the
+ * previous push (the first op after rq_profile_start also gets whatever ran
+ * before it); backward times are exact per node. Only recorded ops count:
+ * with grad disabled nothing is pushed and nothing is timed. */
+#define RQ_PROF_MAX_OPS 64
+typedef struct {
+    struct { const char *op; double fwd_s, bwd_s; long calls; } ops[RQ_PROF_MAX_OPS];
+    int n;
+    double mark; /* time of the last push */
+} rq_profile;
+
 typedef struct rq_graph {
     rq_arena arena;
     rq_node *nodes;
     int n_nodes, cap_nodes;
     int grad_enabled;       /* 0: no tape (inference / no_grad) */
+    rq_profile *prof;       /* NULL: no timing */
     rq_err err;
 } rq_graph;
 
@@ -80,6 +95,11 @@ static inline int rq_graph_ok(const rq_graph *g) { return g->err.code == RQ_OK; 
 /* Record an error in the graph (first one wins); returns NULL for chaining. */
 void *rq_graph_fail(rq_graph *g, rq_status code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Marks the start of a timed forward (call right before it). */
+void rq_profile_start(rq_profile *p);
+/* Table of ops by total time, per step (divides by steps), to f. */
+void rq_profile_print(const rq_profile *p, FILE *f, int steps);
 
 /* Reverse pass: seeds d(loss)=1 (loss must be a 1-element tensor). Gradients
  * accumulate into parameter grads (+=). */

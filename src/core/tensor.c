@@ -107,6 +107,51 @@ void *rq_graph_fail(rq_graph *g, rq_status code, const char *fmt, ...) {
     return NULL;
 }
 
+/* ---------------------------------------------------------------- profile */
+
+static int profile_slot(rq_profile *p, const char *op) {
+    for (int i = 0; i < p->n; i++)
+        if (p->ops[i].op == op || !strcmp(p->ops[i].op, op)) return i;
+    if (p->n == RQ_PROF_MAX_OPS) return -1; /* table full: the op goes uncounted */
+    p->ops[p->n].op = op;
+    p->ops[p->n].fwd_s = p->ops[p->n].bwd_s = 0;
+    p->ops[p->n].calls = 0;
+    return p->n++;
+}
+
+/* Forward (bwd_s < 0: the time since the last mark) or backward time of op. */
+static void profile_add(rq_profile *p, const char *op, double bwd_s) {
+    double now = rq_now();
+    int i = profile_slot(p, op);
+    if (i >= 0 && bwd_s > 0) p->ops[i].bwd_s += bwd_s;
+    else if (i >= 0) p->ops[i].fwd_s += now - p->mark, p->ops[i].calls++;
+    if (bwd_s <= 0) p->mark = now;
+}
+
+void rq_profile_start(rq_profile *p) {
+    if (p) p->mark = rq_now();
+}
+
+void rq_profile_print(const rq_profile *p, FILE *f, int steps) {
+    if (!p || !f) return;
+    rq_profile s = *p;
+    double total = 0;
+    for (int i = 0; i < s.n; i++) total += s.ops[i].fwd_s + s.ops[i].bwd_s;
+    /* insertion sort by total time, descending (a few dozen ops) */
+    for (int i = 1; i < s.n; i++)
+        for (int j = i; j > 0 && s.ops[j].fwd_s + s.ops[j].bwd_s > s.ops[j - 1].fwd_s + s.ops[j - 1].bwd_s; j--) {
+            __typeof__(s.ops[0]) t = s.ops[j];
+            s.ops[j] = s.ops[j - 1], s.ops[j - 1] = t;
+        }
+    double k = steps > 0 ? 1.0 / steps : 1.0;
+    fprintf(f, "%-22s %8s %10s %10s %7s\n", "op", "calls", "fwd ms", "bwd ms", "share");
+    for (int i = 0; i < s.n; i++)
+        fprintf(f, "%-22s %8ld %10.2f %10.2f %6.1f%%\n", s.ops[i].op, (long)(s.ops[i].calls * k),
+                1e3 * s.ops[i].fwd_s * k, 1e3 * s.ops[i].bwd_s * k,
+                total > 0 ? 100 * (s.ops[i].fwd_s + s.ops[i].bwd_s) / total : 0.0);
+    fprintf(f, "%-22s %8s %10s %10s %6.1f ms per step\n", "total", "", "", "", 1e3 * total * k);
+}
+
 rq_node *rq_graph_push(rq_graph *g, const char *op, rq_backward_fn bw, rq_tensor *out) {
     if (g->n_nodes == g->cap_nodes) {
         int cap = g->cap_nodes * 2;
@@ -115,6 +160,7 @@ rq_node *rq_graph_push(rq_graph *g, const char *op, rq_backward_fn bw, rq_tensor
         g->nodes = nodes;
         g->cap_nodes = cap;
     }
+    if (g->prof) profile_add(g->prof, op, 0);
     rq_node *n = &g->nodes[g->n_nodes++];
     memset(n, 0, sizeof *n);
     n->op = op;
@@ -157,7 +203,9 @@ rq_status rq_backward_tape(rq_graph *g) {
         rq_node *n = &g->nodes[i];
         /* Nothing flowed into this node's output: its inputs get nothing. */
         if (!n->out->grad) continue;
+        double t0 = g->prof ? rq_now() : 0;
         n->backward(g, n);
+        if (g->prof) profile_add(g->prof, n->op, rq_now() - t0 + 1e-12);
         if (!rq_graph_ok(g)) return g->err.code;
     }
     return RQ_OK;
