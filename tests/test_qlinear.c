@@ -49,6 +49,47 @@ static void test_hadamard_op_gradient(void **state) {
     rq_tensor_free(x);
 }
 
+/* The fused rotate+quantize op equals the two ops it replaces bit for bit,
+ * forward and backward: act quantizer (masked STE) and ternary (identity),
+ * n = 384 (12 x 32: FWHT + K-mix), 45 rows (chunks of 21 plus a tail). */
+static void test_rotate_ste_matches_unfused(void **state) {
+    const int rows = 45, n = 384;
+    rq_hadamard h;
+    rq_err e = {0};
+    assert_int_equal(rq_hadamard_plan_init(&h, n, &e), RQ_OK);
+    rq_actq_cfg c = {2, RQ_ACTQ_ROBUST};
+    for (int kind = 0; kind < 2; kind++) {
+        rq_rowwise_fn f = kind ? rq_ternary_rowwise : rq_actq_rowwise;
+        const void *arg = kind ? NULL : &c;
+        rq_tensor *x = param(2, (int[]){rows, n}, 70 + kind);
+        float *R = malloc((size_t)rows * n * sizeof(float)), *grad[2], *out[2];
+        uint64_t s = 80;
+        tu_fill(&s, R, (long)rows * n, -1, 1);
+        for (int fused = 0; fused < 2; fused++) {
+            rq_graph g;
+            rq_graph_init(&g, 1 << 20);
+            rq_tensor_zero_grad(x);
+            rq_tensor *y = fused ? rq_rotate_ste(&g, x, &h, f, arg, !kind, "rot")
+                                 : rq_ste(&g, rq_hadamard_op(&g, x, &h), f, arg, !kind, "q");
+            assert_non_null(y);
+            rq_tensor *loss = rq_sum(&g, rq_mul(&g, rq_silu(&g, y), rq_tensor_wrap(&g, R, 2, (int[]){rows, n})));
+            assert_int_equal(rq_backward(&g, loss), RQ_OK);
+            out[fused] = malloc((size_t)rows * n * sizeof(float));
+            grad[fused] = malloc((size_t)rows * n * sizeof(float));
+            memcpy(out[fused], y->data, (size_t)rows * n * sizeof(float));
+            memcpy(grad[fused], x->grad, (size_t)rows * n * sizeof(float));
+            rq_graph_free(&g);
+        }
+        for (long i = 0; i < (long)rows * n; i++) {
+            assert_true(out[0][i] == out[1][i]);
+            assert_true(grad[0][i] == grad[1][i]);
+        }
+        for (int k = 0; k < 2; k++) free(out[k]), free(grad[k]);
+        free(R);
+        rq_tensor_free(x);
+    }
+}
+
 static rq_dit_linear make_linear(int out, int in, uint64_t seed) {
     rq_dit_linear L = {0};
     L.w = param(2, (int[]){out, in}, seed);
@@ -421,6 +462,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hadamard_op_gradient),
         cmocka_unit_test(test_rotation_invariance),
+        cmocka_unit_test(test_rotate_ste_matches_unfused),
         cmocka_unit_test(test_fake_quant_forward_backward),
         cmocka_unit_test(test_model_wiring),
         cmocka_unit_test(test_unsupported_hadamard_names_layer),

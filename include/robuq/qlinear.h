@@ -22,6 +22,7 @@
 
 #include "robuq/dit.h"
 #include "robuq/hadamard.h"
+#include "robuq/ops.h"
 #include "robuq/quant.h"
 
 typedef struct rq_qlinear {
@@ -83,5 +84,11 @@ rq_status rq_precision_map_read(const char *path, rq_dit *m, int *bits, rq_err *
 
 /* Hadamard rotation of the last dimension as an autograd op. */
 rq_tensor *rq_hadamard_op(rq_graph *g, rq_tensor *x, const rq_hadamard *h);
+/* The same rotation fused with a straight-through quantizer:
+ * y = f(x H) row by row, backward dx += (dy [* mask]) H, in one pass over
+ * chunks of rows (no x H tensor). Equals rq_ste(rq_hadamard_op(x)) bit for
+ * bit. op names the node (profile, errors). */
+rq_tensor *rq_rotate_ste(rq_graph *g, rq_tensor *x, const rq_hadamard *h, rq_rowwise_fn f, const void *arg,
+                         int masked, const char *op);
 
 #endif

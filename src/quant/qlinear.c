@@ -2,6 +2,7 @@
 #include "robuq/qlinear.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,38 +13,89 @@
 
 /* ------------------------------------------------------- hadamard as an op */
 
-/* H is symmetric and orthonormal, so the backward of x H is dy H. */
-static void hadamard_backward(rq_graph *g, rq_node *n) {
+/* Rows per chunk of the row-wise loops below: a chunk (<= 32 KiB of floats)
+ * is rotated and then quantized while it is still in L1/L2. */
+#define HAD_CHUNK_FLOATS 8192L
+
+static long chunk_rows(int n) { return HAD_CHUNK_FLOATS / n > 0 ? HAD_CHUNK_FLOATS / n : 1; }
+
+/* One scratch chunk per thread from the arena (backward passes). */
+static float *thread_chunks(rq_graph *g, int n, const char *op) {
+    float *t = rq_arena_alloc(&g->arena, (size_t)omp_get_max_threads() * chunk_rows(n) * n * sizeof(float));
+    if (!t) rq_graph_fail(g, RQ_ENOMEM, "%s backward: arena out of memory", op);
+    return t;
+}
+
+/* dx += (dy [* mask]) H, chunk by chunk: H is symmetric and orthonormal, so
+ * this is the backward of y = f(x H) with an STE through f. */
+typedef struct {
+    const rq_hadamard *h;
+    const uint8_t *mask; /* NULL: identity STE */
+} rotate_saved;
+
+static void rotate_backward(rq_graph *g, rq_node *n) {
     rq_tensor *x = n->in[0], *y = n->out;
-    const rq_hadamard *h = n->saved;
-    float *dx = rq_tensor_grad(g, x), *tmp = rq_arena_alloc(&g->arena, (size_t)y->n * sizeof(float));
-    if (!dx || !tmp) {
-        rq_graph_fail(g, RQ_ENOMEM, "hadamard backward: arena out of memory");
-        return;
-    }
-    memcpy(tmp, y->grad, (size_t)y->n * sizeof(float));
-    rq_hadamard_apply(h, tmp, y->n / h->n);
+    const rotate_saved *sv = n->saved;
+    const rq_hadamard *h = sv->h;
+    const uint8_t *mask = sv->mask;
+    const int dim = h->n;
+    const long rows = y->n / dim, ch = chunk_rows(dim), nch = (rows + ch - 1) / ch;
+    float *dx = rq_tensor_grad(g, x), *tmp = thread_chunks(g, dim, n->op);
+    if (!dx || !tmp) return;
 #pragma omp parallel for schedule(static)
-    for (long i = 0; i < y->n; i++) dx[i] += tmp[i];
+    for (long c = 0; c < nch; c++) {
+        float *t = tmp + (long)omp_get_thread_num() * ch * dim;
+        const long i0 = c * ch * dim, len = ((c + 1) * ch < rows ? ch : rows - c * ch) * dim;
+        const float *dy = y->grad + i0;
+        if (mask)
+            for (long i = 0; i < len; i++) t[i] = mask[i0 + i] ? dy[i] : 0.0f;
+        else
+            memcpy(t, dy, (size_t)len * sizeof(float));
+        for (long r = 0; r < len; r += dim) rq_hadamard_apply_row(h, t + r);
+        for (long i = 0; i < len; i++) dx[i0 + i] += t[i];
+    }
+}
+
+/* y = f(x H) row by row (f = NULL: y = x H), one pass over chunks of rows. */
+static rq_tensor *rotate_op(rq_graph *g, rq_tensor *x, const rq_hadamard *h, rq_rowwise_fn f, const void *arg,
+                            int masked, const char *op) {
+    if (!g || !rq_graph_ok(g)) return NULL;
+    if (!x || !h) return rq_graph_fail(g, RQ_EINVAL, "%s: NULL argument", op);
+    if (x->shape[x->ndim - 1] != h->n) {
+        char s[64];
+        return rq_graph_fail(g, RQ_ESHAPE, "%s: input %s, plan size %d", op, rq_shape_str(x, s, 64), h->n);
+    }
+    const int dim = h->n;
+    const long rows = x->n / dim, ch = chunk_rows(dim), nch = (rows + ch - 1) / ch;
+    rq_tensor *y = rq_tensor_arena(g, x->ndim, x->shape);
+    uint8_t *mask = masked ? rq_arena_alloc(&g->arena, (size_t)x->n) : NULL;
+    if (!y || (masked && !mask)) return rq_graph_fail(g, RQ_ENOMEM, "%s: arena out of memory", op);
+#pragma omp parallel for schedule(static) if (nch > 1 && x->n >= (1L << 15))
+    for (long c = 0; c < nch; c++) {
+        const long r0 = c * ch, nr = r0 + ch < rows ? ch : rows - r0;
+        float *yc = y->data + r0 * dim;
+        memcpy(yc, x->data + r0 * dim, (size_t)(nr * dim) * sizeof(float));
+        for (long r = 0; r < nr; r++) rq_hadamard_apply_row(h, yc + r * dim);
+        if (f) f(yc, yc, mask ? mask + r0 * dim : NULL, nr, dim, arg); /* serial inside this region */
+    }
+    if (rq_needs_grad(g, 1, &x)) {
+        rotate_saved *sv = rq_arena_alloc(&g->arena, sizeof *sv);
+        rq_node *n = sv ? rq_graph_push(g, op, rotate_backward, y) : rq_graph_fail(g, RQ_ENOMEM, "%s: arena out of memory", op);
+        if (!n) return NULL;
+        sv->h = h, sv->mask = mask;
+        n->in[0] = x, n->saved = sv;
+    }
+    return y;
 }
 
 rq_tensor *rq_hadamard_op(rq_graph *g, rq_tensor *x, const rq_hadamard *h) {
-    if (!g || !rq_graph_ok(g)) return NULL;
-    if (!x || !h) return rq_graph_fail(g, RQ_EINVAL, "hadamard: NULL argument");
-    if (x->shape[x->ndim - 1] != h->n) {
-        char s[64];
-        return rq_graph_fail(g, RQ_ESHAPE, "hadamard: input %s, plan size %d", rq_shape_str(x, s, 64), h->n);
-    }
-    rq_tensor *y = rq_tensor_arena(g, x->ndim, x->shape);
-    if (!y) return NULL;
-    memcpy(y->data, x->data, (size_t)x->n * sizeof(float));
-    rq_hadamard_apply(h, y->data, x->n / h->n);
-    if (rq_needs_grad(g, 1, &x)) {
-        rq_node *n = rq_graph_push(g, "hadamard", hadamard_backward, y);
-        if (!n) return NULL;
-        n->in[0] = x, n->saved = (void *)h;
-    }
-    return y;
+    return rotate_op(g, x, h, NULL, NULL, 0, "hadamard");
+}
+
+rq_tensor *rq_rotate_ste(rq_graph *g, rq_tensor *x, const rq_hadamard *h, rq_rowwise_fn f, const void *arg,
+                         int masked, const char *op) {
+    if (!f) return rq_graph_fail(g, RQ_EINVAL, "rotate_ste: NULL quantizer");
+    return rotate_op(g, x, h, f, arg, masked, op ? op : "rotate_ste");
 }
 
 /* --------------------------------------------------------------- qlinear */
@@ -170,6 +222,14 @@ rq_tensor *rq_qlinear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x) {
     w->grad = L->w->grad;
     w->requires_grad = L->w->requires_grad;
     if (!q) return rq_linear(g, x, w, L->b);
+    rq_actq_cfg c = {q->a_bits, q->a_method};
+    if (q->hadamard && !L->lr_a) { /* rotation fused with the quantizers: one pass, no x H copy */
+        if (q->a_bits) x = rq_rotate_ste(g, x, &q->had, rq_actq_rowwise, &c, 1, "rot_act_quant");
+        else x = rq_hadamard_op(g, x, &q->had);
+        w = q->w_ternary ? rq_rotate_ste(g, w, &q->had, rq_ternary_rowwise, NULL, 0, "rot_ternary")
+                         : rq_hadamard_op(g, w, &q->had);
+        return rq_linear(g, x, w, L->b);
+    }
     if (q->hadamard) {
         x = rq_hadamard_op(g, x, &q->had);
         w = rq_hadamard_op(g, w, &q->had);
@@ -179,10 +239,7 @@ rq_tensor *rq_qlinear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x) {
         a = lowrank_view(g, L->lr_a), b = lowrank_view(g, L->lr_b);
         w = rq_add(g, w, rq_scale(g, rq_matmul(g, rq_detach(g, a), rq_detach(g, b)), -1.0f));
     }
-    if (q->a_bits) {
-        rq_actq_cfg c = {q->a_bits, q->a_method};
-        x = rq_ste(g, x, rq_actq_rowwise, &c, 1, "act_quant");
-    }
+    if (q->a_bits) x = rq_ste(g, x, rq_actq_rowwise, &c, 1, "act_quant");
     if (q->w_ternary) w = rq_ste(g, w, rq_ternary_rowwise, NULL, 0, "ternary");
     rq_tensor *y = rq_linear(g, x, w, L->b);
     if (L->lr_a) y = rq_add(g, y, rq_linear(g, rq_linear(g, x_fp, b, NULL), a, NULL));
