@@ -1,6 +1,7 @@
 /* tensor.c: tensors, the per-step arena and the autograd tape. */
 #include "robuq/tensor.h"
 
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,14 +301,28 @@ rq_tensor *rq_tensor_wrap(rq_graph *g, float *data, int ndim, const int *shape) 
     return t;
 }
 
+/* Zeroes n floats; large buffers on all threads (a gradient buffer of a
+ * large activation is tens of MB, and one thread's memset would be a
+ * serial stretch of the backward pass). */
+#define ZERO_PAR_FLOATS (1L << 18)
+#define ZERO_CHUNK (1L << 14)
+static void zero_floats(float *p, long n) {
+    if (n < ZERO_PAR_FLOATS || omp_in_parallel()) {
+        memset(p, 0, (size_t)n * sizeof(float));
+        return;
+    }
+#pragma omp parallel for schedule(static)
+    for (long i = 0; i < n; i += ZERO_CHUNK) memset(p + i, 0, (size_t)(n - i < ZERO_CHUNK ? n - i : ZERO_CHUNK) * sizeof(float));
+}
+
 float *rq_tensor_grad(rq_graph *g, rq_tensor *t) {
     if (t->grad) return t->grad;
     t->grad = rq_arena_alloc(&g->arena, (size_t)t->n * sizeof(float));
     if (!t->grad) return rq_graph_fail(g, RQ_ENOMEM, "grad: arena out of memory (%ld floats)", t->n);
-    memset(t->grad, 0, (size_t)t->n * sizeof(float));
+    zero_floats(t->grad, t->n);
     return t->grad;
 }
 
 void rq_tensor_zero_grad(rq_tensor *t) {
-    if (t && t->grad) memset(t->grad, 0, (size_t)t->n * sizeof(float));
+    if (t && t->grad) zero_floats(t->grad, t->n);
 }
