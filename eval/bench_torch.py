@@ -229,6 +229,8 @@ def main():
                  ("patch", 2), ("input", 28), ("channels", 1), ("classes", 10), ("seed", 0)]:
         ap.add_argument("--" + k, type=int, default=v)
     ap.add_argument("--no-ema", action="store_true", help="leave the EMA update out of the step")
+    ap.add_argument("--profile", action="store_true",
+                    help="torch.profiler table of the last timed step, by self CPU time (to stderr)")
     o = ap.parse_args()
 
     torch.set_num_threads(o.threads)
@@ -242,8 +244,12 @@ def main():
     ema = [p.detach().clone() for p in params]
     opt = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.0)
     diff, shape, times = Diffusion(), (o.batch, o.channels, o.input, o.input), []
-    for step in range(o.warmup + o.steps):
+    for step in range(o.warmup + o.steps + o.profile):   # the profiled step comes last, untimed
         x0, y = torch.rand(shape) * 2 - 1, torch.randint(0, o.classes, (o.batch,))   # random data, no dataset
+        prof = None
+        if step == o.warmup + o.steps:
+            prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
+            prof.__enter__()
         t0 = time.perf_counter()
         t = torch.randint(0, 1000, (o.batch,))
         loss = diff.loss(model, x0, t, y, torch.randn(shape))
@@ -254,6 +260,10 @@ def main():
                 for e, p in zip(ema, params):
                     e.mul_(0.9999).add_(p, alpha=1 - 0.9999)
         opt.zero_grad(set_to_none=True)
+        if prof is not None:
+            prof.__exit__(None, None, None)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=25), file=sys.stderr)
+            break
         times.append(time.perf_counter() - t0)
         print("bench_torch %s: step %d %.3f s (loss %.4f)" % (o.mode, step, times[-1], loss.item()), file=sys.stderr)
     times = times[o.warmup:]
