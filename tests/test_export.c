@@ -41,8 +41,9 @@ static void make_model(rq_dit *m, uint64_t seed) {
     for (int i = 0; i < m->n_params; i++) rq_rng_fill_normal(&r, m->params[i]->data, m->params[i]->n, 0.15f);
 }
 
-/* Forward with no tape; returns a malloc'd copy of the output. */
-static float *forward(rq_dit *m, long *n_out) {
+/* Forward with no tape; returns a malloc'd copy of the output (and the
+ * arena's high-water mark in *arena if given). */
+static float *forward_arena(rq_dit *m, long *n_out, size_t *arena) {
     rq_graph g;
     rq_graph_init(&g, 16 << 20);
     g.grad_enabled = 0;
@@ -58,9 +59,12 @@ static float *forward(rq_dit *m, long *n_out) {
     float *copy = malloc((size_t)out->n * sizeof(float));
     memcpy(copy, out->data, (size_t)out->n * sizeof(float));
     *n_out = out->n;
+    if (arena) *arena = g.arena.high_water;
     rq_graph_free(&g);
     return copy;
 }
+
+static float *forward(rq_dit *m, long *n_out) { return forward_arena(m, n_out, NULL); }
 
 static double max_abs(const float *a, long n) {
     double m = 0;
@@ -112,8 +116,22 @@ static void check_variant(const char *dir, const variant *v, rq_tpack_format pac
     /* 2 blocks x 5 linears are ternary (4 with fp adaLN weights); embedders/final stay fp */
     assert_int_equal(rs.ternary_layers, v->adaln_fp ? 8 : 10);
     if (packing == RQ_TPACK_TRIT5) assert_true(rs.bits_per_weight <= 1.7);
-    float *out = forward(&x, &n2);
+    size_t arena_fused, arena_ops;
+    long n3;
+    float *out = forward_arena(&x, &n2, &arena_fused);
     assert_int_equal(n1, n2);
+    /* the fused integer blocks (dit_infer.c) give the graph ops' floats exactly */
+    assert_int_equal(x.fused_infer, 1);
+    x.fused_infer = 0;
+    float *ops = forward_arena(&x, &n3, &arena_ops);
+    x.fused_infer = 1;
+    for (long i = 0; i < n1; i++)
+        if (memcmp(&out[i], &ops[i], sizeof(float))) fail_msg("%s: fused block output [%ld] %.9g, ops %.9g", v->name, i, out[i], ops[i]);
+    /* every block is fused when all four block linears are integer ones
+     * without a low-rank branch: its temporaries are then reused per block */
+    if (v->act_bits > 0 && !v->lowrank) assert_true(arena_fused < arena_ops);
+    else assert_true(arena_fused == arena_ops);
+    free(ops);
     double err = 0, scale = max_abs(ref, n1);
     for (long i = 0; i < n1; i++) err = fmax(err, fabs((double)out[i] - ref[i]));
     print_message("  %-16s %-5s max|ref| %.3f  max abs diff %.3g (rel %.2g), %.3f bits/weight\n", v->name,

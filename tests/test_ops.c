@@ -366,6 +366,29 @@ static void test_arena_tape_reuse(void **state) {
     rq_tensor_free(w1), rq_tensor_free(w2), rq_tensor_free(x), rq_tensor_free(tgt);
 }
 
+/* Mark and rewind: memory taken after the mark is handed out again, across
+ * block boundaries, and no new blocks are allocated the second time. */
+static void test_arena_mark(void **state) {
+    rq_arena a;
+    rq_arena_init(&a, 4096);
+    assert_non_null(rq_arena_alloc(&a, 100));
+    rq_arena_mark m = rq_arena_get_mark(&a);
+    size_t in_use = a.in_use;
+    char *p1 = rq_arena_alloc(&a, 1000), *p2 = rq_arena_alloc(&a, 8000); /* p2 needs a new block */
+    long blocks = a.n_sys_allocs;
+    for (int round = 0; round < 3; round++) {
+        rq_arena_rewind(&a, m);
+        assert_int_equal(a.in_use, in_use);
+        assert_ptr_equal(rq_arena_alloc(&a, 1000), p1);
+        assert_ptr_equal(rq_arena_alloc(&a, 8000), p2);
+        assert_int_equal(a.n_sys_allocs, blocks);
+    }
+    rq_arena_mark empty = {0};
+    rq_arena_rewind(&a, empty); /* a mark taken before anything was allocated */
+    assert_int_equal(a.in_use, 0);
+    rq_arena_free(&a);
+}
+
 /* The per-op profile counts each recorded op once per call, forward and
  * backward, and prints one row per op. */
 static void test_profile(void **state) {
@@ -447,7 +470,7 @@ int main(void) {
         cmocka_unit_test(test_timestep_values), cmocka_unit_test(test_shape_ops),
         cmocka_unit_test(test_patch_layout),    cmocka_unit_test(test_losses),
         cmocka_unit_test(test_ste),             cmocka_unit_test(test_arena_tape_reuse),
-        cmocka_unit_test(test_profile),         cmocka_unit_test(test_errors),
+        cmocka_unit_test(test_arena_mark),      cmocka_unit_test(test_profile),         cmocka_unit_test(test_errors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

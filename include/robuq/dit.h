@@ -59,6 +59,11 @@ typedef struct {
      * (exported models, forward only) runs them on the int8 kernels
      * (rq_attention_int). */
     int attn_bits, attn_method, attn_integer;
+    /* Exported models: forward-only blocks run fused (dit_infer.c: layernorm,
+     * modulation, GELU and residuals built inside the integer linears'
+     * encoders, block temporaries reused), same floats as op by op. Set by
+     * rq_export_load; 0 runs the graph ops (tests compare the two). */
+    int fused_infer;
     /* Activation recomputation (train.recompute): blocks keep only their
      * input on the tape and run again in backward, inside `scratch` (owned,
      * made on first use). Same gradients, less memory, ~1/3 more compute. */

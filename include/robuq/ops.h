@@ -22,6 +22,17 @@ rq_tensor *rq_modulate(rq_graph *g, rq_tensor *x, rq_tensor *shift, rq_tensor *s
 rq_tensor *rq_gated_add(rq_graph *g, rq_tensor *x, rq_tensor *gate, rq_tensor *y);
 rq_tensor *rq_silu(rq_graph *g, rq_tensor *x);
 rq_tensor *rq_gelu_tanh(rq_graph *g, rq_tensor *x);
+
+/* Row kernels of the ops above (the ops call them; fused forward-only code,
+ * e.g. the integer DiT block, calls them too and so gets the same floats):
+ * layernorm statistics and normalisation of one row of D, modulate
+ * y = x*(1+scale)+shift, gated residual out = x + gate*y, and GELU(tanh)
+ * of n values. y may alias x in each. */
+void rq_layernorm_stats(const float *x, int D, float eps, float *mean, float *rstd);
+void rq_layernorm_row(const float *x, float *y, int D, float mean, float rstd);
+void rq_modulate_row(const float *x, const float *shift, const float *scale, float *y, int D);
+void rq_gated_add_row(const float *x, const float *gate, const float *y, float *out, int D);
+void rq_gelu_tanh_row(const float *x, float *y, int n);
 /* Softmax over the last dim. */
 rq_tensor *rq_softmax(rq_graph *g, rq_tensor *x);
 /* Plain (no tape) numerically stable softmax of rows of length D. */

@@ -48,6 +48,15 @@ typedef struct {
 void rq_arena_init(rq_arena *a, size_t block_size);
 void *rq_arena_alloc(rq_arena *a, size_t bytes);  /* 64-byte aligned, NULL on OOM */
 void rq_arena_reset(rq_arena *a);
+/* A point in the arena to come back to: everything allocated after the mark
+ * is released by rq_arena_rewind (forward-only code that reuses the same
+ * memory for each block's temporaries). */
+typedef struct {
+    rq_arena_block *cur;
+    size_t used, in_use;
+} rq_arena_mark;
+rq_arena_mark rq_arena_get_mark(const rq_arena *a);
+void rq_arena_rewind(rq_arena *a, rq_arena_mark mark);
 void rq_arena_free(rq_arena *a);
 
 /* ---- graph / tape ---- */

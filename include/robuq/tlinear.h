@@ -73,6 +73,20 @@ rq_status rq_tlinear_forward(rq_tlinear *L, const float *x, float *y, long M, rq
 rq_status rq_tlinear_forward_ws(const rq_tlinear *L, const float *x, float *y, long M, void *ws,
                                 size_t ws_bytes, rq_err *err);
 
+/* The two halves of the forward, for callers that build the input rows on
+ * the fly (the fused integer DiT block: layernorm + modulate, or GELU, go
+ * straight into the encoder without an fp32 tensor in between).
+ * rq_tlinear_encode: fn writes rows r0..r0+n-1 of the layer input (n*in
+ * floats, n <= 8192/in) into buf; they are rotated (if hadamard) and
+ * encoded into codes[M*in] and unit[M]. fn runs on OpenMP threads, one
+ * chunk of rows each, so it must only read shared data or write rows of its
+ * own chunk. rq_tlinear_forward_codes: y[M, out] from those codes. The
+ * forward above is exactly these two calls with fn copying rows of x. */
+typedef void (*rq_tl_rows_fn)(void *ctx, long r0, long n, float *buf);
+rq_status rq_tlinear_encode(const rq_tlinear *L, rq_tl_rows_fn fn, void *ctx, long M, int8_t *codes, float *unit,
+                            rq_err *err);
+rq_status rq_tlinear_forward_codes(const rq_tlinear *L, const int8_t *codes, const float *unit, float *y, long M,
+                                   rq_err *err);
 /* Ternary codes of W' (out x in, {-1,0,1}) and trit5 bytes of them, for the
  * exporter and tests. */
 rq_status rq_tlinear_codes(const rq_tlinear *L, int8_t *codes, rq_err *err);

@@ -60,6 +60,21 @@ void rq_arena_reset(rq_arena *a) {
     a->in_use = 0;
 }
 
+rq_arena_mark rq_arena_get_mark(const rq_arena *a) {
+    rq_arena_mark m = {a->cur, a->cur ? a->cur->used : 0, a->in_use};
+    return m;
+}
+
+void rq_arena_rewind(rq_arena *a, rq_arena_mark mark) {
+    if (!mark.cur) { /* nothing was allocated at the mark */
+        rq_arena_reset(a);
+        return;
+    }
+    a->cur = mark.cur;
+    a->cur->used = mark.used;
+    a->in_use = mark.in_use;
+}
+
 void rq_arena_free(rq_arena *a) {
     rq_arena_block *b = a->head;
     while (b) {

@@ -335,7 +335,7 @@ rq_status rq_export_load(const char *path, rq_dit *m, rq_config **cfg_out, rq_ex
     if (!s) s = rq_h5r_get_str(r, "/", "attn_method", ameth, sizeof ameth, err);
     if (!s && rq_actq_method_parse(ameth, &m->attn_method, &pe))
         s = rq_err_set(err, RQ_EFORMAT, "%s: attn_method '%s', expected robust or minmax", path, ameth);
-    if (!s) m->attn_bits = (int)abits, m->attn_integer = 1;
+    if (!s) m->attn_bits = (int)abits, m->attn_integer = 1, m->fused_infer = 1;
 
     rq_dit_linear *ls[MAXL];
     const char *names[MAXL];

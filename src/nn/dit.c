@@ -11,7 +11,9 @@
 #include "robuq/qlinear.h"
 #include "robuq/rng.h"
 
-#define LN_EPS 1e-6f
+#include "dit_internal.h"
+
+#define LN_EPS RQ_DIT_LN_EPS
 #define FREQ_DIM 256
 
 /* ---------------------------------------------------------------- config */
@@ -238,10 +240,14 @@ double rq_dit_macs(const rq_dit *m) {
 
 /* --------------------------------------------------------------- forward */
 
-/* One linear: full precision, or through its quantizer when one is attached. */
-static rq_tensor *dit_linear(rq_graph *g, rq_dit_linear *L, rq_tensor *x) {
+rq_tensor *rq_dit_linear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x) {
     if (L->q) return rq_qlinear_forward(g, L, x);
     return rq_linear(g, x, L->w, L->b);
+}
+
+rq_tensor *rq_dit_attention(rq_graph *g, const rq_dit *m, rq_tensor *qkv) {
+    return m->attn_integer ? rq_attention_int(g, qkv, m->cfg.num_heads, m->attn_bits, m->attn_method)
+                           : rq_attention_q(g, qkv, m->cfg.num_heads, m->attn_bits, m->attn_method);
 }
 
 /* The 6 (or 2) adaLN chunks of mod[N, k*D]. */
@@ -249,21 +255,20 @@ static void chunks(rq_graph *g, rq_tensor *mod, int k, int D, rq_tensor **out) {
     for (int i = 0; i < k; i++) out[i] = rq_slice(g, mod, 1, i * D, D);
 }
 
-static rq_tensor *dit_block(rq_graph *g, const rq_dit *m, rq_dit_block *b, rq_tensor *h, rq_tensor *silu_c,
-                            int heads) {
+static rq_tensor *dit_block(rq_graph *g, const rq_dit *m, rq_dit_block *b, rq_tensor *h, rq_tensor *silu_c) {
     if (!h || !rq_graph_ok(g)) return NULL; /* an earlier op failed: the error is in g */
+    if (rq_dit_block_fusable(g, m, b)) return rq_dit_block_fused(g, m, b, h, silu_c);
     int D = h->shape[2];
     rq_tensor *mod[6]; /* shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
-    chunks(g, dit_linear(g, &b->adaln, silu_c), 6, D, mod);
+    chunks(g, rq_dit_linear_forward(g, &b->adaln, silu_c), 6, D, mod);
 
     rq_tensor *a = rq_modulate(g, rq_layernorm(g, h, LN_EPS), mod[0], mod[1]);
-    a = dit_linear(g, &b->qkv, a);
-    a = m->attn_integer ? rq_attention_int(g, a, heads, m->attn_bits, m->attn_method)
-                        : rq_attention_q(g, a, heads, m->attn_bits, m->attn_method);
-    h = rq_gated_add(g, h, mod[2], dit_linear(g, &b->proj, a));
+    a = rq_dit_linear_forward(g, &b->qkv, a);
+    a = rq_dit_attention(g, m, a);
+    h = rq_gated_add(g, h, mod[2], rq_dit_linear_forward(g, &b->proj, a));
 
     rq_tensor *f = rq_modulate(g, rq_layernorm(g, h, LN_EPS), mod[3], mod[4]);
-    f = dit_linear(g, &b->fc2, rq_gelu_tanh(g, dit_linear(g, &b->fc1, f)));
+    f = rq_dit_linear_forward(g, &b->fc2, rq_gelu_tanh(g, rq_dit_linear_forward(g, &b->fc1, f)));
     return rq_gated_add(g, h, mod[5], f);
 }
 
@@ -314,7 +319,7 @@ static void block_recompute_backward(rq_graph *g, rq_node *n) {
     if (!s) return;
     s->grad_enabled = 1;
     rq_tensor *h = scratch_leaf(s, h_in, h_in->requires_grad), *c = scratch_leaf(s, c_in, c_in->requires_grad);
-    rq_tensor *o = h && c ? dit_block(s, m, &m->blocks[n->iarg[0]], h, c, m->cfg.num_heads) : NULL;
+    rq_tensor *o = h && c ? dit_block(s, m, &m->blocks[n->iarg[0]], h, c) : NULL;
     float *dout = o && o->requires_grad ? rq_tensor_grad(s, o) : NULL;
     if (dout) {
         memcpy(dout, n->out->grad, (size_t)o->n * sizeof(float));
@@ -333,7 +338,7 @@ static rq_tensor *dit_block_recompute(rq_graph *g, rq_dit *m, int i, rq_tensor *
     rq_graph *s = scratch_graph(g, m);
     if (!s) return NULL;
     s->grad_enabled = 0;
-    rq_tensor *o = dit_block(s, m, &m->blocks[i], scratch_leaf(s, h, 0), scratch_leaf(s, silu_c, 0), m->cfg.num_heads);
+    rq_tensor *o = dit_block(s, m, &m->blocks[i], scratch_leaf(s, h, 0), scratch_leaf(s, silu_c, 0));
     if (!o) return rq_graph_fail(g, s->err.code, "block %d: %s", i, s->err.msg);
     rq_tensor *out = rq_tensor_arena(g, o->ndim, o->shape);
     if (!out) return NULL;
@@ -376,7 +381,7 @@ rq_tensor *rq_dit_forward(rq_graph *g, rq_dit *m, rq_tensor *x, rq_tensor *t, co
     /* x_embedder: conv k=p s=p == linear on (c, pi, pj)-ordered patches */
     rq_tensor *h;
     if (m->x_embed.q) {
-        h = dit_linear(g, &m->x_embed, rq_patchify(g, x, p));
+        h = rq_dit_linear_forward(g, &m->x_embed, rq_patchify(g, x, p));
     } else {
         rq_tensor *w = param_view2d(g, m->x_embed.w, D, c->in_channels * p * p);
         h = rq_linear(g, rq_patchify(g, x, p), w, m->x_embed.b);
@@ -384,18 +389,18 @@ rq_tensor *rq_dit_forward(rq_graph *g, rq_dit *m, rq_tensor *x, rq_tensor *t, co
     h = rq_add(g, h, rq_tensor_wrap(g, m->pos_embed, 2, (int[]){T, D}));
 
     rq_tensor *temb = rq_timestep_embedding(g, t, FREQ_DIM, 10000.0f);
-    temb = dit_linear(g, &m->t_mlp2, rq_silu(g, dit_linear(g, &m->t_mlp0, temb)));
+    temb = rq_dit_linear_forward(g, &m->t_mlp2, rq_silu(g, rq_dit_linear_forward(g, &m->t_mlp0, temb)));
     rq_tensor *cvec = rq_add(g, temb, rq_embedding(g, m->y_table, y, N));
     /* Every adaLN_modulation starts with SiLU(c): compute it once. */
     rq_tensor *silu_c = rq_silu(g, cvec);
 
     for (int i = 0; i < c->depth; i++)
         h = m->recompute && g->grad_enabled ? dit_block_recompute(g, m, i, h, silu_c)
-                                            : dit_block(g, m, &m->blocks[i], h, silu_c, c->num_heads);
+                                            : dit_block(g, m, &m->blocks[i], h, silu_c);
 
     rq_tensor *mod[2]; /* shift, scale */
-    chunks(g, dit_linear(g, &m->final_adaln, silu_c), 2, D, mod);
+    chunks(g, rq_dit_linear_forward(g, &m->final_adaln, silu_c), 2, D, mod);
     h = rq_modulate(g, rq_layernorm(g, h, LN_EPS), mod[0], mod[1]);
-    h = dit_linear(g, &m->final_linear, h);
+    h = rq_dit_linear_forward(g, &m->final_linear, h);
     return rq_unpatchify(g, h, p, rq_dit_out_channels(c), c->input_size, c->input_size);
 }

@@ -32,6 +32,42 @@ static void layernorm_backward(rq_graph *g, rq_node *n) {
     }
 }
 
+/* Mean and 1/std of one row: two passes (mean, then centred squares), each
+ * in eight double lanes (lane j takes elements j, j+8, ... in order; lanes
+ * are added pairwise at the end). Vector types, since GCC leaves the
+ * float->double mix scalar. */
+typedef float ln_f8 __attribute__((vector_size(32)));
+typedef double ln_d8 __attribute__((vector_size(64)));
+
+static inline double lanes_sum(ln_d8 p) {
+    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
+}
+
+RQ_TARGET_CLONES void rq_layernorm_stats(const float *x, int D, float eps, float *mean_out, float *rstd_out) {
+    ln_d8 p = {0}, q = {0};
+    int i = 0;
+    for (; i + 8 <= D; i += 8) {
+        ln_f8 v;
+        memcpy(&v, x + i, sizeof v);
+        p += __builtin_convertvector(v, ln_d8);
+    }
+    for (; i < D; i++) p[0] += x[i];
+    const double mean = lanes_sum(p) / D;
+    for (i = 0; i + 8 <= D; i += 8) {
+        ln_f8 v;
+        memcpy(&v, x + i, sizeof v);
+        const ln_d8 d = __builtin_convertvector(v, ln_d8) - mean;
+        q += d * d;
+    }
+    for (; i < D; i++) q[0] += (x[i] - mean) * (x[i] - mean);
+    *mean_out = (float)mean;
+    *rstd_out = (float)(1.0 / sqrt(lanes_sum(q) / D + eps));
+}
+
+RQ_TARGET_CLONES void rq_layernorm_row(const float *x, float *y, int D, float mean, float rstd) {
+    for (int i = 0; i < D; i++) y[i] = (x[i] - mean) * rstd;
+}
+
 rq_tensor *rq_layernorm(rq_graph *g, rq_tensor *x, float eps) {
     OP_BEGIN(g, "layernorm", x);
     if (!(eps > 0.0f)) return rq_graph_fail(g, RQ_EINVAL, "layernorm: eps must be > 0, got %g", (double)eps);
@@ -43,18 +79,8 @@ rq_tensor *rq_layernorm(rq_graph *g, rq_tensor *x, float eps) {
     if (!stats) return rq_graph_fail(g, RQ_ENOMEM, "layernorm: arena out of memory");
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < rows; r++) {
-        const float *xr = x->data + r * D;
-        double s = 0.0, ss = 0.0;
-        for (int i = 0; i < D; i++) s += xr[i];
-        double mean = s / D;
-        for (int i = 0; i < D; i++) {
-            double d = xr[i] - mean;
-            ss += d * d;
-        }
-        float rstd = (float)(1.0 / sqrt(ss / D + eps));
-        stats[2 * r] = (float)mean;
-        stats[2 * r + 1] = rstd;
-        for (int i = 0; i < D; i++) y->data[r * D + i] = (xr[i] - (float)mean) * rstd;
+        rq_layernorm_stats(x->data + r * D, D, eps, &stats[2 * r], &stats[2 * r + 1]);
+        rq_layernorm_row(x->data + r * D, y->data + r * D, D, stats[2 * r], stats[2 * r + 1]);
     }
     if (rq_needs_grad(g, 1, &x)) {
         rq_node *n = rq_graph_push(g, "layernorm", layernorm_backward, y);
@@ -72,6 +98,14 @@ static int check_ntd_nd(rq_graph *g, const char *op, rq_tensor *x, rq_tensor *a,
     if (!ok) rq_graph_fail(g, RQ_ESHAPE, "%s: x %s with %s and %s do not agree (want [N,T,D], [N,D])",
                            op, SHAPE(x), SHAPE(a), b ? SHAPE(b) : "none");
     return ok;
+}
+
+RQ_TARGET_CLONES void rq_modulate_row(const float *x, const float *shift, const float *scale, float *y, int D) {
+    for (int d = 0; d < D; d++) y[d] = x[d] * (1.0f + scale[d]) + shift[d];
+}
+
+RQ_TARGET_CLONES void rq_gated_add_row(const float *x, const float *gate, const float *y, float *out, int D) {
+    for (int d = 0; d < D; d++) out[d] = x[d] + gate[d] * y[d];
 }
 
 static void modulate_backward(rq_graph *g, rq_node *n) {
@@ -106,8 +140,7 @@ rq_tensor *rq_modulate(rq_graph *g, rq_tensor *x, rq_tensor *shift, rq_tensor *s
     for (int b = 0; b < N; b++)
         for (int t = 0; t < T; t++) {
             long o = ((long)b * T + t) * D;
-            const float *sh = shift->data + (long)b * D, *sc = scale->data + (long)b * D;
-            for (int d = 0; d < D; d++) y->data[o + d] = x->data[o + d] * (1.0f + sc[d]) + sh[d];
+            rq_modulate_row(x->data + o, shift->data + (long)b * D, scale->data + (long)b * D, y->data + o, D);
         }
     rq_tensor *ins[] = {x, shift, scale};
     if (rq_needs_grad(g, 3, ins)) {
@@ -149,8 +182,7 @@ rq_tensor *rq_gated_add(rq_graph *g, rq_tensor *x, rq_tensor *gate, rq_tensor *y
     for (int b = 0; b < N; b++)
         for (int t = 0; t < T; t++) {
             long o = ((long)b * T + t) * D;
-            const float *gt = gate->data + (long)b * D;
-            for (int d = 0; d < D; d++) out->data[o + d] = x->data[o + d] + gt[d] * y->data[o + d];
+            rq_gated_add_row(x->data + o, gate->data + (long)b * D, y->data + o, out->data + o, D);
         }
     rq_tensor *ins[] = {x, gate, y};
     if (rq_needs_grad(g, 3, ins)) {
@@ -207,7 +239,7 @@ rq_tensor *rq_silu(rq_graph *g, rq_tensor *x) {
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
 
-RQ_TARGET_CLONES static void gelu_fwd_block(const float *x, float *y, int n) {
+RQ_TARGET_CLONES void rq_gelu_tanh_row(const float *x, float *y, int n) {
     for (int i = 0; i < n; i++) {
         float v = x[i];
         y[i] = 0.5f * v * (1.0f + rq_tanhf(GELU_K * (v + GELU_C * v * v * v)));
@@ -236,7 +268,7 @@ rq_tensor *rq_gelu_tanh(rq_graph *g, rq_tensor *x) {
     if (!y) return NULL;
 #pragma omp parallel for schedule(static)
     for (long i0 = 0; i0 < x->n; i0 += ACT_BLOCK)
-        gelu_fwd_block(x->data + i0, y->data + i0, act_len(x->n, i0));
+        rq_gelu_tanh_row(x->data + i0, y->data + i0, act_len(x->n, i0));
     if (rq_needs_grad(g, 1, &x)) {
         rq_node *n = rq_graph_push(g, "gelu_tanh", gelu_backward, y);
         if (!n) return NULL;

@@ -113,30 +113,42 @@ static inline float rint_small(float v) {
     return (v + magic) - magic;
 }
 
-/* Sum of squares (double) and max|x| of a row. Eight independent partial
- * sums so the loop vectorizes without reordering a single sum. */
+/* Sum of squares (double) and max|x| of a row: eight lanes, lane j takes
+ * elements j, j+8, ... in order, then the lanes are added 0..7. Written with
+ * vector types because GCC leaves the float->double mix scalar. */
+typedef float qv_f8 __attribute__((vector_size(32)));
+typedef int32_t qv_i8 __attribute__((vector_size(32)));
+typedef double qv_d8 __attribute__((vector_size(64)));
+
 RQ_TARGET_CLONES static void row_stats(const float *x, int n, double *ss_out, float *max_out) {
-    double ss[8] = {0};
-    float mx[8] = {0};
+    qv_d8 ss = {0};
+    qv_f8 mx = {0};
+    const qv_i8 abs_mask = {0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff,
+                            0x7fffffff, 0x7fffffff, 0x7fffffff, 0x7fffffff};
     int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) {
-            const float v = x[i + j], a = fabsf(v);
-            ss[j] += (double)v * v;
-            mx[j] = a > mx[j] ? a : mx[j];
-        }
+    for (; i + 8 <= n; i += 8) {
+        qv_f8 v, a;
+        memcpy(&v, x + i, sizeof v);
+        a = (qv_f8)((qv_i8)v & abs_mask);
+        const qv_d8 d = __builtin_convertvector(v, qv_d8);
+        ss += d * d;
+        const qv_i8 gt = a > mx; /* a NaN keeps the old maximum, as a > m ? a : m does */
+        mx = (qv_f8)((gt & (qv_i8)a) | (~gt & (qv_i8)mx));
+    }
+    double t0 = 0.0;
+    float m0 = mx[0];
     for (; i < n; i++) {
         const float v = x[i], a = fabsf(v);
         ss[0] += (double)v * v;
-        mx[0] = a > mx[0] ? a : mx[0];
+        m0 = a > m0 ? a : m0;
     }
-    double t = 0.0;
+    mx[0] = m0;
     float m = 0.0f;
     for (int j = 0; j < 8; j++) {
-        t += ss[j];
+        t0 += ss[j];
         m = mx[j] > m ? mx[j] : m;
     }
-    *ss_out = t;
+    *ss_out = t0;
     *max_out = m;
 }
 

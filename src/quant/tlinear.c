@@ -127,26 +127,47 @@ rq_status rq_tlinear_reserve(rq_tlinear *L, long M, rq_err *err) {
 /* Below this many elements the rows are done on one thread. */
 #define TL_PAR_WORK (1L << 15)
 
-/* codes/unit of rows x[M, in]: rotate (if hadamard) then rq_actq_encode,
- * exactly the operations of rq_actq_rotate_quant (same row transform, same
- * encoder), so codes * unit equals the fake-quant output bit for bit. */
-static void quant_rows(const rq_tlinear *L, const float *x, long M, int8_t *codes, float *unit) {
+/* Input rows straight from x[M, in] (the plain forward). */
+typedef struct {
+    const float *x;
+    int in;
+} copy_ctx;
+
+static void copy_rows(void *ctx, long r0, long n, float *buf) {
+    const copy_ctx *c = ctx;
+    memcpy(buf, c->x + r0 * c->in, (size_t)(n * c->in) * sizeof(float));
+}
+
+/* Rows built by fn chunk by chunk into a stack buffer, rotated (if
+ * hadamard) and encoded there: exactly the operations of
+ * rq_actq_rotate_quant (same row transform, same encoder), so codes * unit
+ * equals the fake-quant output bit for bit, and each row is touched once. */
+rq_status rq_tlinear_encode(const rq_tlinear *L, rq_tl_rows_fn fn, void *ctx, long M, int8_t *codes, float *unit,
+                            rq_err *err) {
+    if (!L || !L->w || !fn) return rq_err_set(err, RQ_EINVAL, "tlinear_encode: NULL or empty layer / row function");
+    if (M < 0 || M > INT_MAX) return rq_err_set(err, RQ_EINVAL, "tlinear_encode: bad token count M=%ld", M);
+    if (M > 0 && (!codes || !unit)) return rq_err_set(err, RQ_EINVAL, "tlinear_encode: NULL codes or unit");
     const rq_actq_cfg cfg = {L->a_bits, L->a_method};
     const int in = L->in;
-    if (!L->hadamard) { /* nothing to stage: the encoder is parallel itself */
-        rq_actq_encode(&cfg, x, codes, unit, M, in, NULL);
-        return;
-    }
     const long ch = TL_CHUNK_FLOATS / in > 0 ? TL_CHUNK_FLOATS / in : 1; /* in <= 8192 */
     const long nch = (M + ch - 1) / ch;
 #pragma omp parallel for schedule(static) if (nch > 1 && M * in >= TL_PAR_WORK)
     for (long c = 0; c < nch; c++) {
         __attribute__((aligned(64))) float buf[TL_CHUNK_FLOATS];
         const long r0 = c * ch, n = M - r0 < ch ? M - r0 : ch;
-        memcpy(buf, x + r0 * in, (size_t)n * in * sizeof(float));
-        for (long i = 0; i < n; i++) rq_hadamard_apply_row(&L->had, buf + i * in);
+        fn(ctx, r0, n, buf);
+        if (L->hadamard)
+            for (long i = 0; i < n; i++) rq_hadamard_apply_row(&L->had, buf + i * in);
         rq_actq_encode(&cfg, buf, codes + r0 * in, unit + r0, n, in, NULL); /* serial: n*in small */
     }
+    return RQ_OK;
+}
+
+rq_status rq_tlinear_forward_codes(const rq_tlinear *L, const int8_t *codes, const float *unit, float *y, long M,
+                                   rq_err *err) {
+    if (!L || !L->w) return rq_err_set(err, RQ_EINVAL, "tlinear_forward_codes: NULL or empty layer");
+    if (M < 0 || M > INT_MAX) return rq_err_set(err, RQ_EINVAL, "tlinear_forward_codes: bad token count M=%ld", M);
+    return rq_tgemm_scaled((int)M, L->out, L->in, codes, L->in, L->w, unit, L->gamma, L->bias, y, L->out, err);
 }
 
 rq_status rq_tlinear_forward_ws(const rq_tlinear *L, const float *x, float *y, long M, void *ws,
@@ -160,11 +181,11 @@ rq_status rq_tlinear_forward_ws(const rq_tlinear *L, const float *x, float *y, l
     if (!ws || ws_bytes < need)
         return rq_err_set(err, RQ_EINVAL, "tlinear_forward: workspace of %zu bytes, %zu needed for M=%ld", ws_bytes,
                           need, M);
-    const int in = L->in;
     int8_t *codes = ws;
-    float *unit = (float *)((char *)ws + up64((size_t)M * in));
-    quant_rows(L, x, M, codes, unit);
-    return rq_tgemm_scaled((int)M, L->out, in, codes, in, L->w, unit, L->gamma, L->bias, y, L->out, err);
+    float *unit = (float *)((char *)ws + up64((size_t)M * L->in));
+    copy_ctx c = {x, L->in};
+    rq_status st = rq_tlinear_encode(L, copy_rows, &c, M, codes, unit, err);
+    return st ? st : rq_tlinear_forward_codes(L, codes, unit, y, M, err);
 }
 
 rq_status rq_tlinear_forward(rq_tlinear *L, const float *x, float *y, long M, rq_err *err) {
