@@ -1,6 +1,7 @@
 /* test_export.c: robuq-w158 exports. The exported (integer) model must give
- * the fake-quant model's output to float rounding for A2, A3, A4, a mixed
- * map, min-max, Hadamard on proj/fc2 only and W1.58 with fp activations;
+ * the fake-quant model's output exactly (float rounding with a low-rank
+ * branch) for A2, A3, A4, A8, a mixed map, min-max, Hadamard on proj/fc2
+ * only and W1.58 with fp activations, fused blocks the same as op by op;
  * every field is validated on load. */
 #include <hdf5.h>
 #include <math.h>
@@ -142,6 +143,10 @@ static void check_variant(const char *dir, const variant *v, rq_tpack_format pac
      * code boundary in a later one (one step = ~1% of the token rms), so the
      * bound there is one such step at the output. */
     double tol = (v->act_bits >= 8 ? 2e-3 : 1e-4) * scale;
+    /* Without a low-rank branch QAT's forward already runs the integer
+     * arithmetic of the export (rq_linear_codes; fp-activation layers the
+     * same float GEMM), so the outputs are identical. */
+    if (!v->lowrank) tol = 0;
     if (err > tol) fail_msg("%s: exported output differs by %.3g (max|ref| %.3g)", v->name, err, scale);
     free(ref), free(out);
     rq_dit_free(&x);

@@ -8,6 +8,7 @@
 #include "robuq/ops.h"
 #include "robuq/qlinear.h"
 #include "robuq/svd.h"
+#include "robuq/tpack.h"
 #include "robuq/train.h"
 #include "testutil.h"
 
@@ -88,6 +89,50 @@ static void test_rotate_ste_matches_unfused(void **state) {
         free(R);
         rq_tensor_free(x);
     }
+}
+
+/* rq_linear_codes: the integer forward equals the float product of the
+ * fake-quant values to float rounding, and its gradients are rq_linear's
+ * bit for bit (same backward on the same xq, wq). */
+static void test_linear_codes(void **state) {
+    const int rows = 37, in = 64, out = 24;
+    rq_tensor *x = param(2, (int[]){rows, in}, 90), *w = param(2, (int[]){out, in}, 91), *b = param(1, (int[]){out}, 92);
+    float *xq = malloc(sizeof(float) * rows * in), *wq = malloc(sizeof(float) * out * in), unit[37], gamma[24];
+    int8_t *xc = malloc((size_t)rows * in), *wc = malloc((size_t)out * in);
+    uint8_t *wt2 = malloc(rq_t2_bytes(out, in));
+    rq_actq_cfg c = {2, RQ_ACTQ_ROBUST};
+    rq_actq_rows(&c, x->data, xq, NULL, xc, unit, rows, in);
+    rq_ternary_rows(w->data, wq, wc, gamma, out, in);
+    rq_err e = {0};
+    assert_int_equal(rq_t2_pack(wc, out, in, wt2, &e), RQ_OK);
+    float R[37 * 24];
+    uint64_t s = 93;
+    tu_fill(&s, R, rows * out, -1, 1);
+    float *y[2], *gx[2], *gw[2], *gb[2];
+    for (int k = 0; k < 2; k++) {
+        rq_graph g;
+        rq_graph_init(&g, 1 << 20);
+        rq_tensor *a = rq_tensor_wrap(&g, xq, 2, (int[]){rows, in}), *v = rq_tensor_wrap(&g, wq, 2, (int[]){out, in});
+        a->requires_grad = v->requires_grad = 1;
+        rq_tensor_zero_grad(b);
+        rq_tensor *o = k ? rq_linear_codes(&g, a, v, b, xc, unit, wt2, gamma) : rq_linear(&g, a, v, b);
+        assert_non_null(o);
+        assert_int_equal(rq_backward(&g, rq_sum(&g, rq_mul(&g, o, rq_tensor_wrap(&g, R, 2, (int[]){rows, out})))), RQ_OK);
+        y[k] = malloc(sizeof(float) * rows * out), gx[k] = malloc(sizeof(float) * rows * in);
+        gw[k] = malloc(sizeof(float) * out * in), gb[k] = malloc(sizeof(float) * out);
+        memcpy(y[k], o->data, sizeof(float) * rows * out);
+        memcpy(gx[k], a->grad, sizeof(float) * rows * in);
+        memcpy(gw[k], v->grad, sizeof(float) * out * in);
+        memcpy(gb[k], b->grad, sizeof(float) * out);
+        rq_graph_free(&g);
+    }
+    for (int i = 0; i < rows * out; i++) assert_float_equal(y[1][i], y[0][i], 1e-5 * (1 + fabsf(y[0][i])));
+    assert_memory_equal(gx[0], gx[1], sizeof(float) * rows * in);
+    assert_memory_equal(gw[0], gw[1], sizeof(float) * out * in);
+    assert_memory_equal(gb[0], gb[1], sizeof(float) * out);
+    for (int k = 0; k < 2; k++) free(y[k]), free(gx[k]), free(gw[k]), free(gb[k]);
+    free(xq), free(wq), free(xc), free(wc), free(wt2);
+    rq_tensor_free(x), rq_tensor_free(w), rq_tensor_free(b);
 }
 
 static rq_dit_linear make_linear(int out, int in, uint64_t seed) {
@@ -463,6 +508,7 @@ int main(void) {
         cmocka_unit_test(test_hadamard_op_gradient),
         cmocka_unit_test(test_rotation_invariance),
         cmocka_unit_test(test_rotate_ste_matches_unfused),
+        cmocka_unit_test(test_linear_codes),
         cmocka_unit_test(test_fake_quant_forward_backward),
         cmocka_unit_test(test_model_wiring),
         cmocka_unit_test(test_unsupported_hadamard_names_layer),

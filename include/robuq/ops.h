@@ -8,6 +8,13 @@
 
 /* y[..., out] = x[..., in] W[out, in]^T + b[out] (b may be NULL). */
 rq_tensor *rq_linear(rq_graph *g, rq_tensor *x, rq_tensor *w, rq_tensor *b);
+/* The same product when xq and wq are quantized and their integer codes
+ * are at hand (QAT's forward): y = ((x_codes w^T)[m,n] * x_unit[m]) *
+ * w_gamma[n] + b[n] by the exact int8 x ternary kernel (tgemm.h; w_t2 is the
+ * 2bit packing of wq's codes, in % 4 == 0), which is the exported model's
+ * arithmetic; the backward is rq_linear's on the float xq and wq. */
+rq_tensor *rq_linear_codes(rq_graph *g, rq_tensor *xq, rq_tensor *wq, rq_tensor *b, const int8_t *x_codes,
+                           const float *x_unit, const uint8_t *w_t2, const float *w_gamma);
 /* Batched matmul: a[B?,M,K] @ b[B?,K,N] -> [B?,M,N] (2-D or equal 3-D batch). */
 rq_tensor *rq_matmul(rq_graph *g, rq_tensor *a, rq_tensor *b);
 /* Elementwise with numpy broadcasting (shapes right-aligned). */

@@ -54,6 +54,9 @@ rq_status rq_ternary_encode(const float *w, int8_t *codes, float *gamma, long ro
                             rq_err *err);
 rq_status rq_ternary_decode(const int8_t *codes, const float *gamma, float *w, long rows, int cols,
                             rq_err *err);
+/* Both forms in one pass (QAT's integer forward): any of wq, codes, gamma
+ * may be NULL; the values are those of the two functions above. */
+void rq_ternary_rows(const float *w, float *wq, int8_t *codes, float *gamma, long rows, int cols);
 
 /* ---------------- activations ---------------- */
 typedef enum { RQ_ACTQ_ROBUST = 0, RQ_ACTQ_MINMAX = 1 } rq_actq_method;
@@ -107,6 +110,11 @@ rq_status rq_actq_encode(const rq_actq_cfg *cfg, const float *x, int8_t *codes, 
                          long rows, int n, rq_err *err);
 rq_status rq_actq_decode(const int8_t *codes, const float *unit, float *y, long rows, int n,
                          rq_err *err);
+/* Fake-quant values, STE mask, codes and units in one pass (QAT's integer
+ * forward); any output may be NULL. Same values as rq_actq_rowwise and
+ * rq_actq_encode. */
+void rq_actq_rows(const rq_actq_cfg *cfg, const float *x, float *y, uint8_t *mask, int8_t *codes, float *unit,
+                  long rows, int n);
 
 /* Rotate then fake-quantize: y = Q(x H) row by row; mask refers to the
  * rotated values (backward: dx = (dy * mask) H, H symmetric). The rms is

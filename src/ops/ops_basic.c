@@ -5,6 +5,7 @@
 #include "ops_internal.h"
 #include "robuq/fastmath.h"
 #include "robuq/gemm.h"
+#include "robuq/tgemm.h"
 
 /* ------------------------------------------------------------------ linear */
 
@@ -65,6 +66,32 @@ rq_tensor *rq_linear(rq_graph *g, rq_tensor *x, rq_tensor *w, rq_tensor *b) {
         rq_node *n = rq_graph_push(g, "linear", linear_backward, y);
         if (!n) return NULL;
         n->in[0] = x, n->in[1] = w, n->in[2] = b;
+    }
+    return y;
+}
+
+rq_tensor *rq_linear_codes(rq_graph *g, rq_tensor *xq, rq_tensor *wq, rq_tensor *b, const int8_t *x_codes,
+                           const float *x_unit, const uint8_t *w_t2, const float *w_gamma) {
+    OP_BEGIN(g, "linear", xq, wq);
+    if (!x_codes || !x_unit || !w_t2 || !w_gamma) return rq_graph_fail(g, RQ_EINVAL, "linear_codes: NULL codes");
+    if (wq->ndim != 2 || xq->shape[xq->ndim - 1] != wq->shape[1] || (b && (b->n != wq->shape[0])))
+        return rq_graph_fail(g, RQ_ESHAPE, "linear_codes: x %s, weight %s, bias %s do not agree", SHAPE(xq),
+                             SHAPE(wq), b ? SHAPE(b) : "none");
+    int in = wq->shape[1], out = wq->shape[0];
+    int shape[RQ_MAX_DIMS];
+    memcpy(shape, xq->shape, sizeof shape);
+    shape[xq->ndim - 1] = out;
+    rq_tensor *y = rq_tensor_arena(g, xq->ndim, shape);
+    if (!y) return NULL;
+    rq_err e = {0};
+    if (rq_tgemm_scaled((int)(xq->n / in), out, in, x_codes, in, w_t2, x_unit, w_gamma, b ? b->data : NULL, y->data,
+                        out, &e))
+        return rq_graph_fail(g, e.code, "linear_codes: %s", e.msg);
+    rq_tensor *ins[] = {xq, wq, b};
+    if (rq_needs_grad(g, 3, ins)) {
+        rq_node *n = rq_graph_push(g, "linear", linear_backward, y);
+        if (!n) return NULL;
+        n->in[0] = xq, n->in[1] = wq, n->in[2] = b;
     }
     return y;
 }

@@ -9,6 +9,8 @@
 
 #include "robuq/ops.h"
 #include "robuq/svd.h"
+#include "robuq/tgemm.h"
+#include "robuq/tpack.h"
 #include "robuq/tlinear.h"
 
 /* ------------------------------------------------------- hadamard as an op */
@@ -26,11 +28,29 @@ static float *thread_chunks(rq_graph *g, int n, const char *op) {
     return t;
 }
 
-/* dx += (dy [* mask]) H, chunk by chunk: H is symmetric and orthonormal, so
- * this is the backward of y = f(x H) with an STE through f. */
+/* The quantizer after the rotation: a generic STE row function, or one of
+ * QAT's two quantizers, which also hand out their integer codes and scales
+ * (per row: the activation unit / the ternary gamma) for rq_linear_codes. */
 typedef struct {
-    const rq_hadamard *h;
-    const uint8_t *mask; /* NULL: identity STE */
+    rq_rowwise_fn f;         /* generic (rq_rotate_ste); NULL: see act / ternary */
+    const void *arg;
+    const rq_actq_cfg *act;  /* activation quantizer with codes */
+    int ternary;             /* ternary weights with codes */
+    int8_t *codes;           /* [rows * n] (act / ternary) */
+    float *scale;            /* [rows] */
+} rot_quant;
+
+static void quant_chunk(const rot_quant *q, long r0, long nr, int n, float *y, uint8_t *mask) {
+    if (q->f) q->f(y, y, mask, nr, n, q->arg);
+    else if (q->act) rq_actq_rows(q->act, y, y, mask, q->codes + r0 * n, q->scale + r0, nr, n);
+    else if (q->ternary) rq_ternary_rows(y, y, q->codes + r0 * n, q->scale + r0, nr, n);
+}
+
+/* dx += (dy [* mask]) [H], chunk by chunk: H is symmetric and orthonormal,
+ * so this is the backward of y = f(x H) with an STE through f. */
+typedef struct {
+    const rq_hadamard *h; /* NULL: no rotation */
+    const uint8_t *mask;  /* NULL: identity STE */
 } rotate_saved;
 
 static void rotate_backward(rq_graph *g, rq_node *n) {
@@ -38,7 +58,7 @@ static void rotate_backward(rq_graph *g, rq_node *n) {
     const rotate_saved *sv = n->saved;
     const rq_hadamard *h = sv->h;
     const uint8_t *mask = sv->mask;
-    const int dim = h->n;
+    const int dim = x->shape[x->ndim - 1];
     const long rows = y->n / dim, ch = chunk_rows(dim), nch = (rows + ch - 1) / ch;
     float *dx = rq_tensor_grad(g, x), *tmp = thread_chunks(g, dim, n->op);
     if (!dx || !tmp) return;
@@ -51,21 +71,23 @@ static void rotate_backward(rq_graph *g, rq_node *n) {
             for (long i = 0; i < len; i++) t[i] = mask[i0 + i] ? dy[i] : 0.0f;
         else
             memcpy(t, dy, (size_t)len * sizeof(float));
-        for (long r = 0; r < len; r += dim) rq_hadamard_apply_row(h, t + r);
+        if (h)
+            for (long r = 0; r < len; r += dim) rq_hadamard_apply_row(h, t + r);
         for (long i = 0; i < len; i++) dx[i0 + i] += t[i];
     }
 }
 
-/* y = f(x H) row by row (f = NULL: y = x H), one pass over chunks of rows. */
-static rq_tensor *rotate_op(rq_graph *g, rq_tensor *x, const rq_hadamard *h, rq_rowwise_fn f, const void *arg,
-                            int masked, const char *op) {
+/* y = f(x [H]) row by row (h NULL: no rotation; q NULL: no quantizer), one
+ * pass over chunks of rows. */
+static rq_tensor *rotate_op(rq_graph *g, rq_tensor *x, const rq_hadamard *h, const rot_quant *q, int masked,
+                            const char *op) {
     if (!g || !rq_graph_ok(g)) return NULL;
-    if (!x || !h) return rq_graph_fail(g, RQ_EINVAL, "%s: NULL argument", op);
-    if (x->shape[x->ndim - 1] != h->n) {
+    if (!x) return rq_graph_fail(g, RQ_EINVAL, "%s: NULL argument", op);
+    const int dim = x->shape[x->ndim - 1];
+    if (h && dim != h->n) {
         char s[64];
         return rq_graph_fail(g, RQ_ESHAPE, "%s: input %s, plan size %d", op, rq_shape_str(x, s, 64), h->n);
     }
-    const int dim = h->n;
     const long rows = x->n / dim, ch = chunk_rows(dim), nch = (rows + ch - 1) / ch;
     rq_tensor *y = rq_tensor_arena(g, x->ndim, x->shape);
     uint8_t *mask = masked ? rq_arena_alloc(&g->arena, (size_t)x->n) : NULL;
@@ -75,8 +97,9 @@ static rq_tensor *rotate_op(rq_graph *g, rq_tensor *x, const rq_hadamard *h, rq_
         const long r0 = c * ch, nr = r0 + ch < rows ? ch : rows - r0;
         float *yc = y->data + r0 * dim;
         memcpy(yc, x->data + r0 * dim, (size_t)(nr * dim) * sizeof(float));
-        for (long r = 0; r < nr; r++) rq_hadamard_apply_row(h, yc + r * dim);
-        if (f) f(yc, yc, mask ? mask + r0 * dim : NULL, nr, dim, arg); /* serial inside this region */
+        if (h)
+            for (long r = 0; r < nr; r++) rq_hadamard_apply_row(h, yc + r * dim);
+        if (q) quant_chunk(q, r0, nr, dim, yc, mask ? mask + r0 * dim : NULL); /* serial inside this region */
     }
     if (rq_needs_grad(g, 1, &x)) {
         rotate_saved *sv = rq_arena_alloc(&g->arena, sizeof *sv);
@@ -89,13 +112,38 @@ static rq_tensor *rotate_op(rq_graph *g, rq_tensor *x, const rq_hadamard *h, rq_
 }
 
 rq_tensor *rq_hadamard_op(rq_graph *g, rq_tensor *x, const rq_hadamard *h) {
-    return rotate_op(g, x, h, NULL, NULL, 0, "hadamard");
+    if (!h) return rq_graph_fail(g, RQ_EINVAL, "hadamard: NULL plan");
+    return rotate_op(g, x, h, NULL, 0, "hadamard");
 }
 
 rq_tensor *rq_rotate_ste(rq_graph *g, rq_tensor *x, const rq_hadamard *h, rq_rowwise_fn f, const void *arg,
                          int masked, const char *op) {
-    if (!f) return rq_graph_fail(g, RQ_EINVAL, "rotate_ste: NULL quantizer");
-    return rotate_op(g, x, h, f, arg, masked, op ? op : "rotate_ste");
+    if (!f || !h) return rq_graph_fail(g, RQ_EINVAL, "rotate_ste: NULL quantizer or plan");
+    rot_quant q = {.f = f, .arg = arg};
+    return rotate_op(g, x, h, &q, masked, op ? op : "rotate_ste");
+}
+
+/* QAT forward of a ternary linear with quantized activations, without a
+ * low-rank branch: x and W rotated (if hadamard) and quantized in one pass
+ * each, their codes kept, and the product done by the integer kernel (the
+ * exported model's arithmetic, exact int32 sums); the backward runs on the
+ * float fake-quant values as rq_linear's does. */
+static rq_tensor *qlinear_codes_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x, rq_tensor *w, int out, int in) {
+    const rq_qlinear *q = L->q;
+    const rq_hadamard *h = q->hadamard ? &q->had : NULL;
+    const long rows = x->n / in;
+    const rq_actq_cfg c = {q->a_bits, q->a_method};
+    int8_t *xc = rq_arena_alloc(&g->arena, (size_t)x->n), *wc = rq_arena_alloc(&g->arena, (size_t)out * in);
+    float *xu = rq_arena_alloc(&g->arena, (size_t)rows * sizeof(float));
+    float *wg = rq_arena_alloc(&g->arena, (size_t)out * sizeof(float));
+    uint8_t *wt2 = rq_arena_alloc(&g->arena, rq_t2_bytes(out, in));
+    if (!xc || !wc || !xu || !wg || !wt2) return rq_graph_fail(g, RQ_ENOMEM, "%s: arena out of memory", L->w->name);
+    rot_quant qa = {.act = &c, .codes = xc, .scale = xu}, qw = {.ternary = 1, .codes = wc, .scale = wg};
+    rq_tensor *xq = rotate_op(g, x, h, &qa, 1, "rot_act_quant"), *wq = rotate_op(g, w, h, &qw, 0, "rot_ternary");
+    if (!xq || !wq) return NULL;
+    rq_err e = {0};
+    if (rq_t2_pack(wc, out, in, wt2, &e)) return rq_graph_fail(g, e.code, "%s: %s", L->w->name, e.msg);
+    return rq_linear_codes(g, xq, wq, L->b, xc, xu, wt2, wg);
 }
 
 /* --------------------------------------------------------------- qlinear */
@@ -223,6 +271,8 @@ rq_tensor *rq_qlinear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x) {
     w->requires_grad = L->w->requires_grad;
     if (!q) return rq_linear(g, x, w, L->b);
     rq_actq_cfg c = {q->a_bits, q->a_method};
+    if (!L->lr_a && q->a_bits && q->w_ternary && in % 4 == 0 && in <= RQ_TGEMM_MAX_K)
+        return qlinear_codes_forward(g, L, x, w, out, in);
     if (q->hadamard && !L->lr_a) { /* rotation fused with the quantizers: one pass, no x H copy */
         if (q->a_bits) x = rq_rotate_ste(g, x, &q->had, rq_actq_rowwise, &c, 1, "rot_act_quant");
         else x = rq_hadamard_op(g, x, &q->had);

@@ -229,26 +229,45 @@ float rq_actq_row_unit(const rq_actq_cfg *cfg, const float *x, int n) {
     return row_unit(rq_actq_info(cfg->bits), cfg->method, x, n);
 }
 
+/* Rows of x quantized with their own unit; any of y / mask / codes / unit
+ * may be NULL. The fake quantizer, the encoder and QAT's integer forward
+ * all come through here, so their values agree bit for bit. */
+static void actq_rows(const rq_actq_grid_info *g, int method, const float *x, float *y, uint8_t *mask, int8_t *codes,
+                      float *unit, long rows, int n) {
+    const long nl = n;
+#pragma omp parallel for schedule(static) if (rows > 1 && rows * nl >= RQ_QUANT_PAR_WORK)
+    for (long r = 0; r < rows; r++) {
+        const float u = row_unit(g, method, x + r * nl, n);
+        if (unit) unit[r] = u;
+        quant_row(g, u, x + r * nl, y ? y + r * nl : NULL, codes ? codes + r * nl : NULL, mask ? mask + r * nl : NULL,
+                  n);
+    }
+}
+
 void rq_actq_rowwise(const float *x, float *y, uint8_t *mask, long rows, int row_len,
                      const void *arg) {
     if (!x || !y || rows < 0 || row_len < 1) return;
     const rq_actq_cfg *cfg = (const rq_actq_cfg *)arg;
-    const long n = row_len;
     if (!cfg_valid(cfg)) { /* loud failure: the caller skipped rq_actq_cfg_check */
-        for (long i = 0; i < rows * n; i++) {
+        for (long i = 0; i < rows * row_len; i++) {
             y[i] = NAN;
             if (mask) mask[i] = 0;
         }
         return;
     }
-    const rq_actq_grid_info *g = rq_actq_info(cfg->bits);
-    const int method = cfg->method;
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * n >= RQ_QUANT_PAR_WORK)
-    for (long r = 0; r < rows; r++) {
-        const float *xr = x + r * n;
-        const float u = row_unit(g, method, xr, row_len);
-        quant_row(g, u, xr, y + r * n, NULL, mask ? mask + r * n : NULL, row_len);
+    actq_rows(rq_actq_info(cfg->bits), cfg->method, x, y, mask, NULL, NULL, rows, row_len);
+}
+
+void rq_actq_rows(const rq_actq_cfg *cfg, const float *x, float *y, uint8_t *mask, int8_t *codes, float *unit,
+                  long rows, int n) {
+    if (!x || rows < 0 || n < 1) return;
+    if (!cfg_valid(cfg)) {
+        rq_actq_rowwise(x, y, mask, rows, n, cfg); /* NaN out, mask 0 */
+        for (long i = 0; codes && i < rows * n; i++) codes[i] = 0;
+        for (long r = 0; unit && r < rows; r++) unit[r] = NAN;
+        return;
     }
+    actq_rows(rq_actq_info(cfg->bits), cfg->method, x, y, mask, codes, unit, rows, n);
 }
 
 static rq_status check_rows(const char *who, long rows, int n, rq_err *err) {
@@ -274,14 +293,7 @@ rq_status rq_actq_encode(const rq_actq_cfg *cfg, const float *x, int8_t *codes, 
     if ((st = check_rows("actq_encode", rows, n, err))) return st;
     if (rows > 0 && (!x || !codes || !unit))
         return rq_err_set(err, RQ_EINVAL, "actq_encode: NULL buffer");
-    const rq_actq_grid_info *g = rq_actq_info(cfg->bits);
-    const long nl = n;
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * nl >= RQ_QUANT_PAR_WORK)
-    for (long r = 0; r < rows; r++) {
-        const float u = row_unit(g, cfg->method, x + r * nl, n);
-        unit[r] = u;
-        quant_row(g, u, x + r * nl, NULL, codes + r * nl, NULL, n);
-    }
+    actq_rows(rq_actq_info(cfg->bits), cfg->method, x, NULL, NULL, codes, unit, rows, n);
     return RQ_OK;
 }
 
@@ -362,10 +374,18 @@ void rq_ternary_rowwise(const float *w, float *wq, uint8_t *mask, long rows, int
                         const void *arg) {
     (void)arg;
     if (!w || !wq || rows < 0 || cols < 1) return;
+    rq_ternary_rows(w, wq, NULL, NULL, rows, cols);
+    if (mask) memset(mask, 1, (size_t)rows * (size_t)cols); /* identity STE */
+}
+
+void rq_ternary_rows(const float *w, float *wq, int8_t *codes, float *gamma, long rows, int cols) {
+    if (!w || rows < 0 || cols < 1) return;
     const long n = cols;
 #pragma omp parallel for schedule(static) if (rows > 1 && rows * n >= RQ_QUANT_PAR_WORK)
-    for (long r = 0; r < rows; r++) ternary_row(w + r * n, wq + r * n, NULL, cols);
-    if (mask) memset(mask, 1, (size_t)rows * (size_t)n); /* identity STE */
+    for (long r = 0; r < rows; r++) {
+        const float g = ternary_row(w + r * n, wq ? wq + r * n : NULL, codes ? codes + r * n : NULL, cols);
+        if (gamma) gamma[r] = g;
+    }
 }
 
 rq_status rq_ternary_encode(const float *w, int8_t *codes, float *gamma, long rows, int cols,
@@ -374,9 +394,7 @@ rq_status rq_ternary_encode(const float *w, int8_t *codes, float *gamma, long ro
         return rq_err_set(err, RQ_EINVAL, "ternary_encode: bad shape rows=%ld cols=%d", rows, cols);
     if (rows > 0 && (!w || !codes || !gamma))
         return rq_err_set(err, RQ_EINVAL, "ternary_encode: NULL buffer");
-    const long n = cols;
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * n >= RQ_QUANT_PAR_WORK)
-    for (long r = 0; r < rows; r++) gamma[r] = ternary_row(w + r * n, NULL, codes + r * n, cols);
+    rq_ternary_rows(w, NULL, codes, gamma, rows, cols);
     for (long r = 0; r < rows; r++)
         if (!isfinite(gamma[r]))
             return rq_err_set(err, RQ_ENUM, "ternary_encode: row %ld has a non-finite weight", r);
