@@ -43,24 +43,20 @@ static void linear_backward(rq_graph *g, rq_node *n) {
     if (db) bias_grad(dy, rows, out, db);
 }
 
-rq_tensor *rq_linear(rq_graph *g, rq_tensor *x, rq_tensor *w, rq_tensor *b) {
-    OP_BEGIN(g, "linear", x, w);
+/* Shape check and output [..., out] of a linear; NULL (error set) if the
+ * shapes do not agree. */
+static rq_tensor *linear_out(rq_graph *g, const char *op, rq_tensor *x, rq_tensor *w, rq_tensor *b) {
     if (w->ndim != 2 || x->shape[x->ndim - 1] != w->shape[1] || (b && (b->n != w->shape[0])))
-        return rq_graph_fail(g, RQ_ESHAPE, "linear: x %s, weight %s, bias %s do not agree", SHAPE(x),
-                             SHAPE(w), b ? SHAPE(b) : "none");
-    int in = w->shape[1], out = w->shape[0];
+        return rq_graph_fail(g, RQ_ESHAPE, "%s: x %s, weight %s, bias %s do not agree", op, SHAPE(x), SHAPE(w),
+                             b ? SHAPE(b) : "none");
     int shape[RQ_MAX_DIMS];
     memcpy(shape, x->shape, sizeof shape);
-    shape[x->ndim - 1] = out;
-    rq_tensor *y = rq_tensor_arena(g, x->ndim, shape);
-    if (!y) return NULL;
-    long rows = x->n / in;
-    rq_sgemm(0, 1, (int)rows, out, in, 1.0f, x->data, in, w->data, in, 0.0f, y->data, out);
-    if (b) {
-#pragma omp parallel for schedule(static)
-        for (long r = 0; r < rows; r++)
-            for (int j = 0; j < out; j++) y->data[r * out + j] += b->data[j];
-    }
+    shape[x->ndim - 1] = w->shape[0];
+    return rq_tensor_arena(g, x->ndim, shape);
+}
+
+/* Records the linear node (both forwards share the backward). */
+static rq_tensor *linear_push(rq_graph *g, rq_tensor *x, rq_tensor *w, rq_tensor *b, rq_tensor *y) {
     rq_tensor *ins[] = {x, w, b};
     if (rq_needs_grad(g, 3, ins)) {
         rq_node *n = rq_graph_push(g, "linear", linear_backward, y);
@@ -70,30 +66,33 @@ rq_tensor *rq_linear(rq_graph *g, rq_tensor *x, rq_tensor *w, rq_tensor *b) {
     return y;
 }
 
+rq_tensor *rq_linear(rq_graph *g, rq_tensor *x, rq_tensor *w, rq_tensor *b) {
+    OP_BEGIN(g, "linear", x, w);
+    rq_tensor *y = linear_out(g, "linear", x, w, b);
+    if (!y) return NULL;
+    int in = w->shape[1], out = w->shape[0];
+    long rows = x->n / in;
+    rq_sgemm(0, 1, (int)rows, out, in, 1.0f, x->data, in, w->data, in, 0.0f, y->data, out);
+    if (b) {
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < rows; r++)
+            for (int j = 0; j < out; j++) y->data[r * out + j] += b->data[j];
+    }
+    return linear_push(g, x, w, b, y);
+}
+
 rq_tensor *rq_linear_codes(rq_graph *g, rq_tensor *xq, rq_tensor *wq, rq_tensor *b, const int8_t *x_codes,
                            const float *x_unit, const uint8_t *w_t2, const float *w_gamma) {
     OP_BEGIN(g, "linear", xq, wq);
     if (!x_codes || !x_unit || !w_t2 || !w_gamma) return rq_graph_fail(g, RQ_EINVAL, "linear_codes: NULL codes");
-    if (wq->ndim != 2 || xq->shape[xq->ndim - 1] != wq->shape[1] || (b && (b->n != wq->shape[0])))
-        return rq_graph_fail(g, RQ_ESHAPE, "linear_codes: x %s, weight %s, bias %s do not agree", SHAPE(xq),
-                             SHAPE(wq), b ? SHAPE(b) : "none");
-    int in = wq->shape[1], out = wq->shape[0];
-    int shape[RQ_MAX_DIMS];
-    memcpy(shape, xq->shape, sizeof shape);
-    shape[xq->ndim - 1] = out;
-    rq_tensor *y = rq_tensor_arena(g, xq->ndim, shape);
+    rq_tensor *y = linear_out(g, "linear_codes", xq, wq, b);
     if (!y) return NULL;
+    int in = wq->shape[1], out = wq->shape[0];
     rq_err e = {0};
     if (rq_tgemm_scaled((int)(xq->n / in), out, in, x_codes, in, w_t2, x_unit, w_gamma, b ? b->data : NULL, y->data,
                         out, &e))
         return rq_graph_fail(g, e.code, "linear_codes: %s", e.msg);
-    rq_tensor *ins[] = {xq, wq, b};
-    if (rq_needs_grad(g, 3, ins)) {
-        rq_node *n = rq_graph_push(g, "linear", linear_backward, y);
-        if (!n) return NULL;
-        n->in[0] = xq, n->in[1] = wq, n->in[2] = b;
-    }
-    return y;
+    return linear_push(g, xq, wq, b, y);
 }
 
 /* ------------------------------------------------------------------ matmul */
