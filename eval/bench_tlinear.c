@@ -40,7 +40,7 @@ static void usage(const char *prog) {
            "  --reps N     timed repetitions per case, best is reported (default 5)\n"
            "  --tokens T   tokens per image (default 196); --batch B images (default 16)\n"
            "  --bits B     activation bits of the integer linear (default 2)\n"
-           "  --isa NAME   force rq_tgemm's kernel: scalar | avx2 | avx512vnni\n"
+           "  --isa NAME   force rq_tgemm's kernel: scalar | avx2 | avx512vnni | amx-int8\n"
            "  --xl         also the DiT-XL layers\n"
            "  --cputime    time = process CPU time / threads instead of the wall clock: on a\n"
            "               machine shared with other jobs this estimates the unloaded time\n"
@@ -86,8 +86,9 @@ int main(int argc, char **argv) {
             if (!strcmp(s, "scalar")) isa = RQ_TGEMM_SCALAR;
             else if (!strcmp(s, "avx2")) isa = RQ_TGEMM_AVX2;
             else if (!strcmp(s, "avx512vnni")) isa = RQ_TGEMM_VNNI;
+            else if (!strcmp(s, "amx-int8")) isa = RQ_TGEMM_AMX;
             else {
-                fprintf(stderr, "bench_tlinear: unknown isa '%s' (scalar, avx2, avx512vnni)\n", s);
+                fprintf(stderr, "bench_tlinear: unknown isa '%s' (scalar, avx2, avx512vnni, amx-int8)\n", s);
                 return 2;
             }
         } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {

@@ -169,7 +169,7 @@ static void test_pack_malformed(void **state) {
 
 /* ------------------------------------------------------------ kernels */
 
-static const rq_tgemm_isa ISAS[] = {RQ_TGEMM_SCALAR, RQ_TGEMM_AVX2, RQ_TGEMM_VNNI};
+static const rq_tgemm_isa ISAS[] = {RQ_TGEMM_SCALAR, RQ_TGEMM_AVX2, RQ_TGEMM_VNNI, RQ_TGEMM_AMX};
 
 /* Runs one shape on every ISA the CPU has against rq_tgemm_ref, int32 and
  * float outputs. amode: 0 random codes, 1 all -128, 2 all 127, 3 random in
@@ -236,6 +236,8 @@ static void test_tgemm_shapes(void **state) {
         {1, 1, 4},      {1, 1, 1156},  {1, 17, 4},    {3, 1, 8},     {7, 5, 12},     {8, 48, 16},
         {9, 49, 20},    {13, 95, 36},  {17, 33, 64},  {1, 300, 384}, {25, 7, 1156},  {6, 16, 1152},
         {31, 100, 68},  {64, 64, 256}, {2, 2304, 384}, {40, 130, 1540}, {5, 3, 8192}, {97, 211, 388},
+        /* K % 64 == 0 (the AMX path): row / panel tails, several K blocks, granules per block uneven */
+        {33, 17, 64},   {45, 48, 384}, {70, 100, 1024}, {100, 50, 1536}, {32, 32, 4608},
     };
     for (int th = 1; th <= 2; th++) {
         omp_set_num_threads(th);

@@ -14,7 +14,9 @@
  *   AVX2   : pmaddubsw (u8 weight+1 in {0,1,2} x s8 activation), pair sums
  *            accumulated in int16 for up to 64 column quads (|sum| <= 32768
  *            by the bound 2*2*128 per pair), widened with pmaddwd;
- *   VNNI   : AVX-512 vpdpbusd (u8 weight+1 x s8 activation) into int32.
+ *   VNNI   : AVX-512 vpdpbusd (u8 weight+1 x s8 activation) into int32;
+ *   AMX    : AMX-INT8 tdpbsud on 16x64 tiles (s8 activation x u8 weight+1),
+ *            32 x 32 micro-tiles, for K % 64 == 0 (else the VNNI kernels).
  * The SIMD paths multiply with w+1 and subtract the row sum of A (sum (w+1)a
  * = sum w a + sum a), so activations need no offset and the unpack of the
  * 2bit layout is a shift and an AND.
@@ -44,7 +46,7 @@
 
 #define RQ_TGEMM_MAX_K 8192
 
-typedef enum { RQ_TGEMM_AUTO = 0, RQ_TGEMM_SCALAR, RQ_TGEMM_AVX2, RQ_TGEMM_VNNI } rq_tgemm_isa;
+typedef enum { RQ_TGEMM_AUTO = 0, RQ_TGEMM_SCALAR, RQ_TGEMM_AVX2, RQ_TGEMM_VNNI, RQ_TGEMM_AMX } rq_tgemm_isa;
 
 /* C = A W^T (int32, row stride ldc >= N). RQ_EINVAL on bad sizes / NULLs,
  * RQ_ENOMEM if the unpack buffer cannot be allocated. */

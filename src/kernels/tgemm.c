@@ -28,6 +28,8 @@
 #include <omp.h>
 #include <pthread.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vnni")))
 #define AVX2_TARGET __attribute__((target("avx2")))
@@ -81,6 +83,7 @@ typedef struct {
     tg_kernel_fn kernel;
     tg_unpack_fn unpack;
     tg_rowsum_fn rowsum; /* NULL: the kernel does not need row sums */
+    int kgran;           /* K blocks are whole multiples of this many quads */
 } tg_impl;
 
 static int imin(int a, int b) { return a < b ? a : b; }
@@ -427,13 +430,124 @@ static void kernel_vnni(int k4n, const int8_t *a, long lda, const uint8_t *Wu, c
     tab[mr - 1][np - 1](k4n, a, lda, Wu, kb, asum, nvalid, o, m, n);
 }
 
+
+/* ------------------------------------------------------------------------ */
+/* AMX (Sapphire Rapids and later): TDPBSUD multiplies a tile of 16 rows x
+ * 64 signed bytes (16 activation rows, 64 k) with a tile of 16 rows x 64
+ * unsigned bytes in the VNNI layout (16 column quads: for each k4 row, 16
+ * columns x 4 consecutive k), i.e. exactly one k4 row range of a Wu panel,
+ * into a 16 x 16 int32 tile. u = w+1 as in the VNNI path, so the epilogue
+ * subtracts the same row sums. Micro-tile 32 rows x 2 panels: C in tiles
+ * 0..3, A in 4..5, B in 6..7. K blocks are whole multiples of 64 k (kgran
+ * 16 quads), so the AMX path runs when K % 64 == 0 (every DiT width); other
+ * K use the VNNI kernels. Rows past M are copied into a zero-padded
+ * buffer, so no tile load reads beyond A. Linux hands out the tile state
+ * only after arch_prctl(ARCH_REQ_XCOMP_PERM): rq_tgemm_isa_supported asks
+ * for it once. */
+#define AMX_TARGET __attribute__((target("amx-tile,amx-int8,avx512f,avx512bw,avx512vnni")))
+#define MR_X 32
+#define NP_X 2
+#define AMX_KQ_MAX 256 /* quads of one K block: TG_KC/4 rounded to 16, with room */
+
+typedef struct {
+    uint8_t palette, start_row, reserved[14];
+    uint16_t colsb[16];
+    uint8_t rows[16];
+} __attribute__((aligned(64))) amx_cfg;
+
+static _Thread_local int tl_amx_ready;
+
+static AMX_TARGET void amx_setup(void) {
+    amx_cfg c;
+    memset(&c, 0, sizeof c);
+    c.palette = 1;
+    for (int t = 0; t < 8; t++) c.colsb[t] = 64, c.rows[t] = 16;
+    _tile_loadconfig(&c);
+    tl_amx_ready = 1;
+}
+
+INLINE AMX_TARGET void kernel_amx_t(const int NP, int k4n, const int8_t *a, long lda, const uint8_t *Wu,
+                                     const tg_kblk *kb, const int32_t *asum, int mr, int nvalid, const tg_out *o,
+                                     int m, int n) {
+    if (!tl_amx_ready) amx_setup();
+    __attribute__((aligned(64))) int8_t pad[MR_X * 4 * AMX_KQ_MAX];
+    if (mr < MR_X) { /* the last rows of A: copy them, zero the rest */
+        memset(pad, 0, (size_t)MR_X * 4 * k4n);
+        for (int r = 0; r < mr; r++) memcpy(pad + (size_t)r * 4 * k4n, a + r * lda, (size_t)4 * k4n);
+        a = pad, lda = 4 * k4n;
+    }
+    const long ws = NP * 64, cs = NP * 64; /* bytes per k4 row of Wu / per row of a C tile in part */
+    int32_t *part = kb->part;
+    if (kb->first) {
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+    } else {
+        _tile_loadd(0, part, cs);
+        _tile_loadd(2, part + 16 * NP * 16, cs);
+        if (NP > 1) {
+            _tile_loadd(1, part + 16, cs);
+            _tile_loadd(3, part + 16 * NP * 16 + 16, cs);
+        }
+    }
+    for (int k = 0; k < k4n; k += 16) {
+        _tile_loadd(4, a + 4 * k, lda);
+        _tile_loadd(5, a + 16 * lda + 4 * k, lda);
+        _tile_loadd(6, Wu + (size_t)k * ws, ws);
+        _tile_dpbsud(0, 4, 6);
+        _tile_dpbsud(2, 5, 6);
+        if (NP > 1) {
+            _tile_loadd(7, Wu + (size_t)k * ws + 64, ws);
+            _tile_dpbsud(1, 4, 7);
+            _tile_dpbsud(3, 5, 7);
+        }
+    }
+    __attribute__((aligned(64))) int32_t local[MR_X * NP_X * 16];
+    int32_t *t = kb->last ? local : part;
+    _tile_stored(0, t, cs);
+    _tile_stored(2, t + 16 * NP * 16, cs);
+    if (NP > 1) {
+        _tile_stored(1, t + 16, cs);
+        _tile_stored(3, t + 16 * NP * 16 + 16, cs);
+    }
+    if (kb->last) epilogue_vnni(local, mr, NP, asum, nvalid, o, m, n);
+}
+
+static AMX_TARGET void kernel_amx_1(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const tg_kblk *kb,
+                                    const int32_t *asum, int mr, int nvalid, const tg_out *o, int m, int n) {
+    kernel_amx_t(1, k4n, a, lda, Wu, kb, asum, mr, nvalid, o, m, n);
+}
+static AMX_TARGET void kernel_amx_2(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const tg_kblk *kb,
+                                    const int32_t *asum, int mr, int nvalid, const tg_out *o, int m, int n) {
+    kernel_amx_t(2, k4n, a, lda, Wu, kb, asum, mr, nvalid, o, m, n);
+}
+static void kernel_amx(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const tg_kblk *kb,
+                       const int32_t *asum, int mr, int np, int nvalid, const tg_out *o, int m, int n) {
+    (np == 1 ? kernel_amx_1 : kernel_amx_2)(k4n, a, lda, Wu, kb, asum, mr, nvalid, o, m, n);
+}
+
+/* Process-wide permission to use the AMX tile data (Linux >= 5.16); once. */
+static int amx_permitted(void) {
+    static int state = -1; /* benign race: every caller gets the same answer */
+    if (state < 0) {
+#ifdef SYS_arch_prctl
+        state = syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XFEATURE_XTILEDATA */) == 0;
+#else
+        state = 0;
+#endif
+    }
+    return state;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Dispatch */
 
 static const tg_impl g_impls[] = {
-    {RQ_TGEMM_SCALAR, MR_S, 1, kernel_scalar, unpack_scalar, NULL},
-    {RQ_TGEMM_AVX2, MR_2, 1, kernel_avx2, unpack_avx2, rowsum_avx2},
-    {RQ_TGEMM_VNNI, MR_5, NP_5, kernel_vnni, unpack_vnni, rowsum_vnni},
+    {RQ_TGEMM_SCALAR, MR_S, 1, kernel_scalar, unpack_scalar, NULL, 1},
+    {RQ_TGEMM_AVX2, MR_2, 1, kernel_avx2, unpack_avx2, rowsum_avx2, 1},
+    {RQ_TGEMM_VNNI, MR_5, NP_5, kernel_vnni, unpack_vnni, rowsum_vnni, 1},
+    {RQ_TGEMM_AMX, MR_X, NP_X, kernel_amx, unpack_vnni, rowsum_vnni, 16},
 };
 static rq_tgemm_isa g_isa = RQ_TGEMM_AUTO; /* AUTO = not chosen yet */
 
@@ -445,15 +559,18 @@ int rq_tgemm_isa_supported(rq_tgemm_isa isa) {
     case RQ_TGEMM_VNNI:
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vnni");
+    case RQ_TGEMM_AMX:
+        return rq_tgemm_isa_supported(RQ_TGEMM_VNNI) && __builtin_cpu_supports("amx-tile") &&
+               __builtin_cpu_supports("amx-int8") && amx_permitted();
     default: return 0;
     }
 }
 
 rq_tgemm_isa rq_tgemm_set_isa(rq_tgemm_isa isa) {
     if (isa == RQ_TGEMM_AUTO || !rq_tgemm_isa_supported(isa)) {
-        rq_tgemm_isa want = isa == RQ_TGEMM_AUTO || isa > RQ_TGEMM_VNNI ? RQ_TGEMM_VNNI : isa;
+        rq_tgemm_isa want = isa == RQ_TGEMM_AUTO || isa > RQ_TGEMM_AMX ? RQ_TGEMM_AMX : isa;
         isa = RQ_TGEMM_SCALAR;
-        for (rq_tgemm_isa c = RQ_TGEMM_VNNI; c > RQ_TGEMM_SCALAR; c--)
+        for (rq_tgemm_isa c = RQ_TGEMM_AMX; c > RQ_TGEMM_SCALAR; c--)
             if (c <= want && rq_tgemm_isa_supported(c)) {
                 isa = c;
                 break;
@@ -474,6 +591,7 @@ const char *rq_tgemm_isa_name(rq_tgemm_isa isa) {
     case RQ_TGEMM_SCALAR: return "scalar";
     case RQ_TGEMM_AVX2: return "avx2";
     case RQ_TGEMM_VNNI: return "avx512vnni";
+    case RQ_TGEMM_AMX: return "amx-int8";
     }
     return "unknown";
 }
@@ -547,7 +665,8 @@ static int tile_run(const tg_impl *im, const tg_job *J, int r0, int r1, int pa, 
             for (int g = 0; g < nbp; g += NP)
                 im->unpack(J->W, Q, k4n, q0 + g, imin(NP, nbp - g), Wu + (size_t)g * 16 * K);
             for (int b = 0, kq0 = 0; b < nkb; b++) {
-                const int kq = k4n / nkb + (b < k4n % nkb); /* quads in this K block */
+                const int kg = im->kgran, kgn = k4n / kg; /* quads in this K block: whole granules */
+                const int kq = kg * (kgn / nkb + (b < kgn % nkb));
                 for (int g = 0; g < nbp; g += NP) {         /* Wu slice: L1 across all rows */
                     const int np = imin(NP, nbp - g), n = 16 * (q0 + g);
                     const uint8_t *wu = Wu + (size_t)g * 16 * K + (size_t)kq0 * np * 64;
@@ -588,8 +707,9 @@ static void choose_grid(const tg_impl *im, int M, int N, int K, int T, int *tm_o
 }
 
 static rq_status run(const tg_job *J, rq_err *err) {
-    const tg_impl *im = &g_impls[rq_tgemm_get_isa() - RQ_TGEMM_SCALAR];
     const int M = J->M, N = J->N, K = J->K;
+    const tg_impl *im = &g_impls[rq_tgemm_get_isa() - RQ_TGEMM_SCALAR];
+    if (im->isa == RQ_TGEMM_AMX && K % 64) im = &g_impls[RQ_TGEMM_VNNI - RQ_TGEMM_SCALAR]; /* whole AMX tiles only */
     if (M == 0 || N == 0) return RQ_OK;
     const int P = (N + 15) / 16;
     int T = omp_in_parallel() ? 1 : omp_get_max_threads();
