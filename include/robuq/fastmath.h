@@ -53,7 +53,9 @@ static inline float rq_expf(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
+    /* unsigned shift: a NaN x makes n NaN and the exponent garbage, but p is
+     * NaN then and so is the result; no signed-shift UB on the way */
+    uint32_t bits = (uint32_t)((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;

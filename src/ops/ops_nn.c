@@ -39,9 +39,9 @@ static void layernorm_backward(rq_graph *g, rq_node *n) {
 typedef float ln_f8 __attribute__((vector_size(32)));
 typedef double ln_d8 __attribute__((vector_size(64)));
 
-static inline double lanes_sum(ln_d8 p) {
-    return ((p[0] + p[1]) + (p[2] + p[3])) + ((p[4] + p[5]) + (p[6] + p[7]));
-}
+/* A macro, not a function: a 64-byte vector passed by value to a function
+ * compiled for another target (the clones) changes the ABI (-Wpsabi). */
+#define LANES_SUM(p) (((p)[0] + (p)[1]) + ((p)[2] + (p)[3])) + (((p)[4] + (p)[5]) + ((p)[6] + (p)[7]))
 
 RQ_TARGET_CLONES void rq_layernorm_stats(const float *x, int D, float eps, float *mean_out, float *rstd_out) {
     ln_d8 p = {0}, q = {0};
@@ -52,7 +52,7 @@ RQ_TARGET_CLONES void rq_layernorm_stats(const float *x, int D, float eps, float
         p += __builtin_convertvector(v, ln_d8);
     }
     for (; i < D; i++) p[0] += x[i];
-    const double mean = lanes_sum(p) / D;
+    const double mean = (LANES_SUM(p)) / D;
     for (i = 0; i + 8 <= D; i += 8) {
         ln_f8 v;
         memcpy(&v, x + i, sizeof v);
@@ -61,7 +61,7 @@ RQ_TARGET_CLONES void rq_layernorm_stats(const float *x, int D, float eps, float
     }
     for (; i < D; i++) q[0] += (x[i] - mean) * (x[i] - mean);
     *mean_out = (float)mean;
-    *rstd_out = (float)(1.0 / sqrt(lanes_sum(q) / D + eps));
+    *rstd_out = (float)(1.0 / sqrt((LANES_SUM(q)) / D + eps));
 }
 
 RQ_TARGET_CLONES void rq_layernorm_row(const float *x, float *y, int D, float mean, float rstd) {
