@@ -476,6 +476,7 @@ INLINE AMX_TARGET void kernel_amx_t(const int NP, int k4n, const int8_t *a, long
         for (int r = 0; r < mr; r++) memcpy(pad + (size_t)r * 4 * k4n, a + r * lda, (size_t)4 * k4n);
         a = pad, lda = 4 * k4n;
     }
+    if (kb->last) prefetch_out(o, mr, m, n, nvalid); /* as in the VNNI kernel: stores would stall */
     const long ws = NP * 64, cs = NP * 64; /* bytes per k4 row of Wu / per row of a C tile in part */
     int32_t *part = kb->part;
     if (kb->first) {
