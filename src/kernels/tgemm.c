@@ -24,6 +24,7 @@
  * into int16 (|.| <= 512, no saturation), and 64 of those still fit int16. */
 #include "robuq/tgemm.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 #include <omp.h>
 #include <pthread.h>
@@ -528,6 +529,14 @@ static void kernel_amx(int k4n, const int8_t *a, long lda, const uint8_t *Wu, co
     (np == 1 ? kernel_amx_1 : kernel_amx_2)(k4n, a, lda, Wu, kb, asum, mr, nvalid, o, m, n);
 }
 
+/* CPUID.(7,0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8 (read directly: not
+ * every compiler's __builtin_cpu_supports knows the AMX names). */
+static int cpu_has_amx_int8(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (d >> 24 & 1) && (d >> 25 & 1);
+}
+
 /* Process-wide permission to use the AMX tile data (Linux >= 5.16); once. */
 static int amx_permitted(void) {
     static int state = -1; /* benign race: every caller gets the same answer */
@@ -561,8 +570,7 @@ int rq_tgemm_isa_supported(rq_tgemm_isa isa) {
         return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
                __builtin_cpu_supports("avx512vnni");
     case RQ_TGEMM_AMX:
-        return rq_tgemm_isa_supported(RQ_TGEMM_VNNI) && __builtin_cpu_supports("amx-tile") &&
-               __builtin_cpu_supports("amx-int8") && amx_permitted();
+        return rq_tgemm_isa_supported(RQ_TGEMM_VNNI) && cpu_has_amx_int8() && amx_permitted();
     default: return 0;
     }
 }
