@@ -43,7 +43,7 @@ typedef double ln_d8 __attribute__((vector_size(64)));
  * compiled for another target (the clones) changes the ABI (-Wpsabi). */
 #define LANES_SUM(p) (((p)[0] + (p)[1]) + ((p)[2] + (p)[3])) + (((p)[4] + (p)[5]) + ((p)[6] + (p)[7]))
 
-RQ_TARGET_CLONES void rq_layernorm_stats(const float *x, int D, float eps, float *mean_out, float *rstd_out) {
+RQ_TARGET_CLONES static void layernorm_stats_k(const float *x, int D, float eps, float *mean_out, float *rstd_out) {
     ln_d8 p = {0}, q = {0};
     int i = 0;
     for (; i + 8 <= D; i += 8) {
@@ -63,10 +63,13 @@ RQ_TARGET_CLONES void rq_layernorm_stats(const float *x, int D, float eps, float
     *mean_out = (float)mean;
     *rstd_out = (float)(1.0 / sqrt((LANES_SUM(q)) / D + eps));
 }
+/* Exported through a plain function: clang mislinks extern target_clones. */
+void rq_layernorm_stats(const float *x, int D, float eps, float *mean_out, float *rstd_out) { layernorm_stats_k(x, D, eps, mean_out, rstd_out); }
 
-RQ_TARGET_CLONES void rq_layernorm_row(const float *x, float *y, int D, float mean, float rstd) {
+RQ_TARGET_CLONES static void layernorm_row_k(const float *x, float *y, int D, float mean, float rstd) {
     for (int i = 0; i < D; i++) y[i] = (x[i] - mean) * rstd;
 }
+void rq_layernorm_row(const float *x, float *y, int D, float mean, float rstd) { layernorm_row_k(x, y, D, mean, rstd); }
 
 rq_tensor *rq_layernorm(rq_graph *g, rq_tensor *x, float eps) {
     OP_BEGIN(g, "layernorm", x);
@@ -100,13 +103,15 @@ static int check_ntd_nd(rq_graph *g, const char *op, rq_tensor *x, rq_tensor *a,
     return ok;
 }
 
-RQ_TARGET_CLONES void rq_modulate_row(const float *x, const float *shift, const float *scale, float *y, int D) {
+RQ_TARGET_CLONES static void modulate_row_k(const float *x, const float *shift, const float *scale, float *y, int D) {
     for (int d = 0; d < D; d++) y[d] = x[d] * (1.0f + scale[d]) + shift[d];
 }
+void rq_modulate_row(const float *x, const float *shift, const float *scale, float *y, int D) { modulate_row_k(x, shift, scale, y, D); }
 
-RQ_TARGET_CLONES void rq_gated_add_row(const float *x, const float *gate, const float *y, float *out, int D) {
+RQ_TARGET_CLONES static void gated_add_row_k(const float *x, const float *gate, const float *y, float *out, int D) {
     for (int d = 0; d < D; d++) out[d] = x[d] + gate[d] * y[d];
 }
+void rq_gated_add_row(const float *x, const float *gate, const float *y, float *out, int D) { gated_add_row_k(x, gate, y, out, D); }
 
 static void modulate_backward(rq_graph *g, rq_node *n) {
     rq_tensor *x = n->in[0], *shift = n->in[1], *scale = n->in[2], *y = n->out;
@@ -239,12 +244,13 @@ rq_tensor *rq_silu(rq_graph *g, rq_tensor *x) {
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_C 0.044715f
 
-RQ_TARGET_CLONES void rq_gelu_tanh_row(const float *x, float *y, int n) {
+RQ_TARGET_CLONES static void gelu_tanh_row_k(const float *x, float *y, int n) {
     for (int i = 0; i < n; i++) {
         float v = x[i];
         y[i] = 0.5f * v * (1.0f + rq_tanhf(GELU_K * (v + GELU_C * v * v * v)));
     }
 }
+void rq_gelu_tanh_row(const float *x, float *y, int n) { gelu_tanh_row_k(x, y, n); }
 
 RQ_TARGET_CLONES static void gelu_bwd_block(const float *x, const float *dy, float *dx, int n) {
     for (int i = 0; i < n; i++) {
