@@ -399,6 +399,14 @@ static void test_dump_roundtrip(void **state) {
     assert_int_equal(rq_config_load_string(third, "[train]\nlr = x\n", "ckpt:config", &err), RQ_EFORMAT);
     assert_string_equal(err.msg, "ckpt:config:2: [train] lr: expected a float, got 'x'");
 
+    /* a value that needs quotes cannot hold a quote (no escapes in INI): rejected,
+     * from a file and from --set, so every accepted config dumps and reloads */
+    rq_err_clear(&err);
+    assert_int_equal(rq_config_load_string(third, "[data]\npath =##\"#x\n", "q.ini", &err), RQ_EFORMAT);
+    assert_non_null(strstr(err.msg, "q.ini:2: [data] path: value '##\"#x' contains '\"'"));
+    assert_int_equal(rq_config_set(third, "sample.out=a #\"b", &err), RQ_EINVAL);
+    assert_int_equal(rq_config_set(third, "sample.out=a\"b.png", &err), RQ_OK); /* no quotes needed: fine */
+
     /* clone is deep */
     rq_config *cl = rq_config_clone(cfg);
     rq_err_clear(&err);

@@ -452,9 +452,19 @@ static void commit(rq_config *dst, rq_config *src) {
 }
 
 /* Parse and store one assignment; prefix names where it came from. */
+static int needs_quotes(const char *s);
+
 static rq_status assign(rq_config *cfg, int idx, const char *text, const char *origin, const char *prefix,
                         rq_status code, rq_err *err) {
     const rq_cfg_spec *sp = &cfg->schema[idx];
+    /* The INI form has no escapes: a value that must be written in quotes
+     * cannot contain one, or the dumped config (config.ini of every run)
+     * would not read back the same. */
+    if (needs_quotes(text) && strchr(text, '"'))
+        return rq_err_set(err, code,
+                          "%s: value '%s' contains '\"' and starts with '#'/';', has a ' #'/' ;' or edge spaces: "
+                          "it could not be written back to an INI file",
+                          prefix, text);
     char why[384];
     cfg_value nv;
     rq_status st = parse_value(sp, text, &nv, why, sizeof why);

@@ -31,7 +31,11 @@ int rq_dit_block_fusable(const rq_graph *g, const rq_dit *m, const rq_dit_block 
     const rq_dit_linear *ls[4] = {&b->qkv, &b->proj, &b->fc1, &b->fc2};
     for (int i = 0; i < 4; i++)
         if (!ls[i]->q || !ls[i]->q->tl || ls[i]->lr_a) return 0;
-    return 1;
+    /* shapes the fused code relies on (else the graph ops report the mismatch) */
+    const int D = m->cfg.hidden_size;
+    const rq_tlinear *qkv = b->qkv.q->tl, *proj = b->proj.q->tl, *fc1 = b->fc1.q->tl, *fc2 = b->fc2.q->tl;
+    return qkv->in == D && qkv->out == 3 * D && proj->in == D && proj->out == D && fc1->in == D &&
+           fc2->in == fc1->out && fc2->out == D;
 }
 
 /* Rows of h, optionally after the gated residual h += gate * y (written

@@ -270,6 +270,9 @@ rq_tensor *rq_qlinear_forward(rq_graph *g, rq_dit_linear *L, rq_tensor *x) {
     w->grad = L->w->grad;
     w->requires_grad = L->w->requires_grad;
     if (!q) return rq_linear(g, x, w, L->b);
+    /* Three forms, same values: the integer product (ternary weights and
+     * quantized activations), the rotation fused with the STE quantizers
+     * (any other Hadamard layer without low-rank), and op by op (low-rank). */
     rq_actq_cfg c = {q->a_bits, q->a_method};
     if (!L->lr_a && q->a_bits && q->w_ternary && in % 4 == 0 && in <= RQ_TGEMM_MAX_K)
         return qlinear_codes_forward(g, L, x, w, out, in);
