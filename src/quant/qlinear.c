@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "robuq/fastmath.h"
 #include "robuq/ops.h"
 #include "robuq/svd.h"
 #include "robuq/tgemm.h"
@@ -46,6 +47,21 @@ static void quant_chunk(const rot_quant *q, long r0, long nr, int n, float *y, u
     else if (q->ternary) rq_ternary_rows(y, y, q->codes + r0 * n, q->scale + r0, nr, n);
 }
 
+/* t = mask ? dy : 0 as a bit select (a NaN gradient behind a 0 mask gives
+ * 0, as the STE says), and dx += t: restrict loops that vectorize. */
+RQ_TARGET_CLONES static void masked_copy(float *restrict t, const float *restrict dy, const uint8_t *restrict mask,
+                                         long n) {
+    for (long i = 0; i < n; i++) {
+        uint32_t v;
+        memcpy(&v, &dy[i], sizeof v);
+        v &= 0u - (uint32_t)mask[i];
+        memcpy(&t[i], &v, sizeof v);
+    }
+}
+RQ_TARGET_CLONES static void add_to(float *restrict dx, const float *restrict t, long n) {
+    for (long i = 0; i < n; i++) dx[i] += t[i];
+}
+
 /* dx += (dy [* mask]) [H], chunk by chunk: H is symmetric and orthonormal,
  * so this is the backward of y = f(x H) with an STE through f. */
 typedef struct {
@@ -67,13 +83,11 @@ static void rotate_backward(rq_graph *g, rq_node *n) {
         float *t = tmp + (long)omp_get_thread_num() * ch * dim;
         const long i0 = c * ch * dim, len = ((c + 1) * ch < rows ? ch : rows - c * ch) * dim;
         const float *dy = y->grad + i0;
-        if (mask)
-            for (long i = 0; i < len; i++) t[i] = mask[i0 + i] ? dy[i] : 0.0f;
-        else
-            memcpy(t, dy, (size_t)len * sizeof(float));
+        if (mask) masked_copy(t, dy, mask + i0, len);
+        else memcpy(t, dy, (size_t)len * sizeof(float));
         if (h)
             for (long r = 0; r < len; r += dim) rq_hadamard_apply_row(h, t + r);
-        for (long i = 0; i < len; i++) dx[i0 + i] += t[i];
+        add_to(dx + i0, t, len);
     }
 }
 
