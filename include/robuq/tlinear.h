@@ -64,6 +64,9 @@ rq_status rq_tlinear_init_packed(rq_tlinear *L, int out, int in, rq_tpack_format
 
 /* Workspace bytes for M tokens (0 for M <= 0 or an empty layer). */
 size_t rq_tlinear_ws_bytes(const rq_tlinear *L, long M);
+/* Where a workspace of rq_tlinear_ws_bytes(L, M) bytes keeps the codes
+ * [M*in] and the units [M] (for callers of rq_tlinear_encode). */
+void rq_tlinear_ws_parts(const rq_tlinear *L, long M, void *ws, int8_t **codes, float **unit);
 /* Grows the layer-owned workspace to M tokens now (optional). */
 rq_status rq_tlinear_reserve(rq_tlinear *L, long M, rq_err *err);
 

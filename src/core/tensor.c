@@ -135,13 +135,17 @@ static int profile_slot(rq_profile *p, const char *op) {
     return p->n++;
 }
 
-/* Forward (bwd_s < 0: the time since the last mark) or backward time of op. */
-static void profile_add(rq_profile *p, const char *op, double bwd_s) {
-    double now = rq_now();
-    int i = profile_slot(p, op);
-    if (i >= 0 && bwd_s > 0) p->ops[i].bwd_s += bwd_s;
-    else if (i >= 0) p->ops[i].fwd_s += now - p->mark, p->ops[i].calls++;
-    if (bwd_s <= 0) p->mark = now;
+/* A forward op's time: since the previous push (the mark moves on). */
+static void profile_forward(rq_profile *p, const char *op) {
+    const double now = rq_now();
+    const int i = profile_slot(p, op);
+    if (i >= 0) p->ops[i].fwd_s += now - p->mark, p->ops[i].calls++;
+    p->mark = now;
+}
+
+static void profile_backward(rq_profile *p, const char *op, double s) {
+    const int i = profile_slot(p, op);
+    if (i >= 0) p->ops[i].bwd_s += s;
 }
 
 void rq_profile_start(rq_profile *p) {
@@ -176,7 +180,7 @@ rq_node *rq_graph_push(rq_graph *g, const char *op, rq_backward_fn bw, rq_tensor
         g->nodes = nodes;
         g->cap_nodes = cap;
     }
-    if (g->prof) profile_add(g->prof, op, 0);
+    if (g->prof) profile_forward(g->prof, op);
     rq_node *n = &g->nodes[g->n_nodes++];
     memset(n, 0, sizeof *n);
     n->op = op;
@@ -221,7 +225,7 @@ rq_status rq_backward_tape(rq_graph *g) {
         if (!n->out->grad) continue;
         double t0 = g->prof ? rq_now() : 0;
         n->backward(g, n);
-        if (g->prof) profile_add(g->prof, n->op, rq_now() - t0 + 1e-12);
+        if (g->prof) profile_backward(g->prof, n->op, rq_now() - t0);
         if (!rq_graph_ok(g)) return g->err.code;
     }
     return RQ_OK;

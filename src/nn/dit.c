@@ -13,7 +13,6 @@
 
 #include "dit_internal.h"
 
-#define LN_EPS RQ_DIT_LN_EPS
 #define FREQ_DIM 256
 
 /* ---------------------------------------------------------------- config */
@@ -262,12 +261,12 @@ static rq_tensor *dit_block(rq_graph *g, const rq_dit *m, rq_dit_block *b, rq_te
     rq_tensor *mod[6]; /* shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
     chunks(g, rq_dit_linear_forward(g, &b->adaln, silu_c), 6, D, mod);
 
-    rq_tensor *a = rq_modulate(g, rq_layernorm(g, h, LN_EPS), mod[0], mod[1]);
+    rq_tensor *a = rq_modulate(g, rq_layernorm(g, h, RQ_DIT_LN_EPS), mod[0], mod[1]);
     a = rq_dit_linear_forward(g, &b->qkv, a);
     a = rq_dit_attention(g, m, a);
     h = rq_gated_add(g, h, mod[2], rq_dit_linear_forward(g, &b->proj, a));
 
-    rq_tensor *f = rq_modulate(g, rq_layernorm(g, h, LN_EPS), mod[3], mod[4]);
+    rq_tensor *f = rq_modulate(g, rq_layernorm(g, h, RQ_DIT_LN_EPS), mod[3], mod[4]);
     f = rq_dit_linear_forward(g, &b->fc2, rq_gelu_tanh(g, rq_dit_linear_forward(g, &b->fc1, f)));
     return rq_gated_add(g, h, mod[5], f);
 }
@@ -400,7 +399,7 @@ rq_tensor *rq_dit_forward(rq_graph *g, rq_dit *m, rq_tensor *x, rq_tensor *t, co
 
     rq_tensor *mod[2]; /* shift, scale */
     chunks(g, rq_dit_linear_forward(g, &m->final_adaln, silu_c), 2, D, mod);
-    h = rq_modulate(g, rq_layernorm(g, h, LN_EPS), mod[0], mod[1]);
+    h = rq_modulate(g, rq_layernorm(g, h, RQ_DIT_LN_EPS), mod[0], mod[1]);
     h = rq_dit_linear_forward(g, &m->final_linear, h);
     return rq_unpatchify(g, h, p, rq_dit_out_channels(c), c->input_size, c->input_size);
 }

@@ -85,8 +85,9 @@ rq_tensor *rq_dit_block_fused(rq_graph *g, const rq_dit *m, rq_dit_block *b, rq_
     rq_err e = {0};
     rq_arena_mark mark = rq_arena_get_mark(&g->arena);
     rq_tensor *mod = rq_dit_linear_forward(g, &b->adaln, silu_c); /* [N, 6D] */
-    /* one encoder workspace for all four linears: codes of the widest input, then units */
-    const size_t ws_bytes = rq_tlinear_ws_bytes(fc2->in >= D ? fc2 : qkv, M);
+    /* one encoder workspace for all four linears: that of the widest input */
+    const rq_tlinear *widest = fc2->in >= D ? fc2 : qkv;
+    const size_t ws_bytes = rq_tlinear_ws_bytes(widest, M);
     void *ws = rq_arena_alloc(&g->arena, ws_bytes);
     float *y = rq_arena_alloc(&g->arena, (size_t)M * D * sizeof(float));
     float *f = rq_arena_alloc(&g->arena, (size_t)M * H * sizeof(float));
@@ -95,8 +96,9 @@ rq_tensor *rq_dit_block_fused(rq_graph *g, const rq_dit *m, rq_dit_block *b, rq_
         rq_graph_fail(g, RQ_ENOMEM, "fused block: arena out of memory");
         goto done;
     }
-    int8_t *codes = ws;
-    float *unit = (float *)((char *)ws + (ws_bytes - ((size_t)M * sizeof(float) + 63) / 64 * 64));
+    int8_t *codes;
+    float *unit;
+    rq_tlinear_ws_parts(widest, M, ws, &codes, &unit);
     const float *md = mod->data;
     ln_rows_ctx attn_in = {h->data, NULL, NULL, md, md + D, T, D, 6 * D};
     if (!ok(g, &b->qkv, rq_tlinear_encode(qkv, ln_rows, &attn_in, M, codes, unit, &e), &e) ||

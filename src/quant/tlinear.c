@@ -110,6 +110,11 @@ size_t rq_tlinear_ws_bytes(const rq_tlinear *L, long M) {
     return up64((size_t)M * L->in) + up64((size_t)M * sizeof(float));
 }
 
+void rq_tlinear_ws_parts(const rq_tlinear *L, long M, void *ws, int8_t **codes, float **unit) {
+    *codes = ws;
+    *unit = (float *)((char *)ws + up64((size_t)M * L->in));
+}
+
 rq_status rq_tlinear_reserve(rq_tlinear *L, long M, rq_err *err) {
     if (!L || !L->w) return rq_err_set(err, RQ_EINVAL, "tlinear_reserve: NULL or empty layer");
     size_t need = rq_tlinear_ws_bytes(L, M);
@@ -181,8 +186,9 @@ rq_status rq_tlinear_forward_ws(const rq_tlinear *L, const float *x, float *y, l
     if (!ws || ws_bytes < need)
         return rq_err_set(err, RQ_EINVAL, "tlinear_forward: workspace of %zu bytes, %zu needed for M=%ld", ws_bytes,
                           need, M);
-    int8_t *codes = ws;
-    float *unit = (float *)((char *)ws + up64((size_t)M * L->in));
+    int8_t *codes;
+    float *unit;
+    rq_tlinear_ws_parts(L, M, ws, &codes, &unit);
     copy_ctx c = {x, L->in};
     rq_status st = rq_tlinear_encode(L, copy_rows, &c, M, codes, unit, err);
     return st ? st : rq_tlinear_forward_codes(L, codes, unit, y, M, err);
