@@ -6,7 +6,7 @@
  * fake-quant W1.58A2 model and its export running the integer kernels,
  * whole model and per linear shape, in GFLOP/s-equivalent (2 x MACs / s).
  *
- *   robuq-bench [--mode fp|qat_a2|all|infer|memory] [--threads N] [--batch 16] [--steps 5]
+ *   robuq-bench [--mode fp|qat_a2|all|infer|memory|threads] [--threads N] [--batch 16] [--steps 5]
  *               [--warmup 1] [--depth 12 --hidden 384 --heads 6 --patch 2
  *                --input 28 --channels 1 --classes 10] [--recompute 0|1] [--profile 0|1]
  *               [--budget-gib 24]
@@ -326,8 +326,54 @@ static int run_infer_layers(const bench_opts *o) {
     return 0;
 }
 
+/* ------------------------------------------------------------ threads */
+
+/* Every thread runs its own single-threaded sgemm (private data, a
+ * qkv-forward-sized tile of one of 16 threads) at the same time, timed per
+ * thread: the spread is what a static split of a GEMM over the threads
+ * loses to the slowest one (why rq_sgemm / rq_tgemm hand out tiles
+ * dynamically). One JSON line: min / mean / max GFLOP/s per thread. */
+static int run_thread_speed(void) {
+    enum { M = 784, N = 288, K = 384, REPS = 20 };
+    const int T = omp_get_max_threads();
+    double *rate = calloc((size_t)T, sizeof(double));
+    int failed = 0;
+    if (!rate) return 1;
+#pragma omp parallel num_threads(T) reduction(| : failed)
+    {
+        const int t = omp_get_thread_num();
+        float *a = malloc(sizeof(float) * M * K), *b = malloc(sizeof(float) * N * K), *c = malloc(sizeof(float) * M * N);
+        failed = !a || !b || !c;
+        for (long i = 0; !failed && i < (long)M * K; i++) a[i] = (float)(i % 17) * 0.01f;
+        for (long i = 0; !failed && i < (long)N * K; i++) b[i] = (float)(i % 13) * 0.01f;
+        double best = 1e30;
+        for (int r = 0; r < REPS; r++) {
+#pragma omp barrier
+            double t0 = rq_now();
+            if (!failed) rq_sgemm_st(0, 1, M, N, K, 1.0f, a, K, b, K, 0.0f, c, N);
+            double dt = rq_now() - t0;
+            best = dt < best ? dt : best;
+        }
+        rate[t] = 2.0 * M * N * K / best / 1e9;
+        free(a), free(b), free(c);
+    }
+    if (failed) {
+        fprintf(stderr, "robuq-bench: out of memory\n");
+        free(rate);
+        return 1;
+    }
+    double lo = rate[0], hi = rate[0], sum = 0;
+    for (int t = 0; t < T; t++) lo = rate[t] < lo ? rate[t] : lo, hi = rate[t] > hi ? rate[t] : hi, sum += rate[t];
+    printf("{\"impl\":\"robuq\",\"mode\":\"threads\",\"threads\":%d,\"sgemm_st\":\"%dx%dx%d\","
+           "\"gflops_min\":%.1f,\"gflops_mean\":%.1f,\"gflops_max\":%.1f,\"static_split_gflops\":%.0f,"
+           "\"sum_gflops\":%.0f}\n",
+           T, M, N, K, lo, sum / T, hi, lo * T, sum);
+    free(rate);
+    return 0;
+}
+
 static void usage(FILE *f) {
-    fprintf(f, "usage: robuq-bench [--mode fp|qat_a2|all|infer|memory] [--threads N] [--batch N] [--steps N] [--warmup N]\n"
+    fprintf(f, "usage: robuq-bench [--mode fp|qat_a2|all|infer|memory|threads] [--threads N] [--batch N] [--steps N] [--warmup N]\n"
                "                   [--depth N] [--hidden N] [--heads N] [--patch N] [--input N] [--channels N] [--classes N]\n"
                "                   [--recompute 0|1] [--profile 0|1] [--budget-gib 24]\n"
                "Times DiT training steps (default DiT-S/2 on 28x28x1, batch 16); one JSON line per mode.\n"
@@ -335,7 +381,9 @@ static void usage(FILE *f) {
                "line each, then a per-linear-shape table (fp32 sgemm / fake-quant / integer, GFLOP/s-equiv).\n"
                "--mode memory: training memory of FP and QAT-A2, without and with activation recomputation\n"
                "(--recompute 1: only with it; in the other modes: use it): fixed state, activation MiB per\n"
-               "sample, largest batch in --budget-gib. --profile 1: per-op forward/backward time per step\n"
+               "sample, largest batch in --budget-gib. --mode threads: every thread runs a private one-thread\n"
+               "sgemm at the same time; min/mean/max GFLOP/s per thread (a static split runs at T x min).\n"
+               "--profile 1: per-op forward/backward time per step\n"
                "of the training modes (to stderr). eval/bench.sh runs it next to the PyTorch peer and prints the ratios.\n");
 }
 
@@ -364,8 +412,9 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i - 1], "--mode")) {
             mode = v;
             if (strcmp(mode, "fp") && strcmp(mode, "qat_a2") && strcmp(mode, "all") && strcmp(mode, "infer") &&
-                strcmp(mode, "memory")) {
-                fprintf(stderr, "robuq-bench: --mode must be fp, qat_a2, all, infer or memory, got '%s'\n", mode);
+                strcmp(mode, "memory") && strcmp(mode, "threads")) {
+                fprintf(stderr, "robuq-bench: --mode must be fp, qat_a2, all, infer, memory or threads, got '%s'\n",
+                        mode);
                 return 2;
             }
             continue;
@@ -405,5 +454,6 @@ int main(int argc, char **argv) {
     if (!strcmp(mode, "qat_a2") || !strcmp(mode, "all")) rc |= run_mode(&o, "qat_a2", NULL);
     if (!strcmp(mode, "memory")) rc |= run_memory(&o, budget);
     if (!strcmp(mode, "infer")) rc |= run_infer_models(&o) || run_infer_layers(&o);
+    if (!strcmp(mode, "threads")) rc |= run_thread_speed();
     return rc;
 }

@@ -28,7 +28,8 @@
  * all MB rows stream past it. The micro-kernel keeps an MR x NR tile (VNNI
  * 8 x 48, AVX2 4 x 16, scalar 4 x 16) in registers over one K block
  * (partial sums between K blocks go to a small per-thread buffer).
- * OpenMP: C is cut into a grid of tiles, one per thread (no barriers);
+ * OpenMP: C is cut into a grid of tiles, up to four per thread, taken
+ * dynamically (threads differ in speed; no barriers);
  * inside an OpenMP parallel region the call runs on the calling thread
  * only. The per-thread buffer (unpacked weights, partial sums, row sums,
  * < 0.6 MiB) is thread-local, allocated on first use and grown when a

@@ -20,9 +20,10 @@
  * SIMD code is compiled with per-function target attributes, so the default
  * build stays portable; the ISA is chosen once at run time.
  *
- * Threads: rq_sgemm cuts C into a tm x tn grid of tiles (one per OpenMP
- * thread); each thread packs its own panels into a thread-local buffer, so
- * there are no barriers inside the computation. rq_sgemm_st does the same
+ * Threads: rq_sgemm cuts C into a tm x tn grid of tiles (up to four per
+ * OpenMP thread, handed out dynamically: threads differ in speed); each
+ * tile's panels are packed into its thread's local buffer, so there are no
+ * barriers inside the computation. rq_sgemm_st does the same
  * on the calling thread only. */
 #include "robuq/gemm.h"
 #include "robuq/common.h"
@@ -44,6 +45,9 @@
 #define GEMM_KC 384
 #define GEMM_NB 480
 #define GEMM_MB 1680
+/* Tiles of C per thread in rq_sgemm (at most; choose_grid weighs the extra
+ * packing of smaller tiles). */
+#define GEMM_TILES_PER_THREAD 4
 /* Up to this many B panels per tile, kernels read A in place (unpacked). */
 #define GEMM_DIRECT_A_PANELS 4
 
@@ -553,18 +557,29 @@ void rq_sgemm_st(int transA, int transB, int M, int N, int K, float alpha, const
               ldc);
 }
 
-/* Picks a tm x tn grid of C tiles (tm*tn <= T) minimising the slowest
- * thread's cost: its multiply-adds plus the packing of its A rows and B
- * columns (each thread packs its own), in multiply-add equivalents. */
+/* Picks a tm x tn grid of C tiles for T threads that take tiles
+ * dynamically (up to GEMM_TILES_PER_THREAD * T tiles). Cost of a tile: its
+ * multiply-adds plus the packing of its A rows and B columns (each tile
+ * packs its own), in multiply-add equivalents; the call's estimated time is
+ * the total cost spread over T threads plus one tile (the tail of the
+ * dynamic schedule, which also absorbs threads that run slower). Tiles stay
+ * wider than the direct-A threshold where N allows: below it the kernel
+ * reads A in place once per B panel, which costs more than the model says
+ * (measured: dW with K = 3136 ran 10-20% slower). */
 static void choose_grid(int M, int N, int K, int MR, int NR, int T, int *tm_out, int *tn_out) {
     const double pack_cost = 8.0; /* madds per packed element (packing is memory bound) */
-    int pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR; /* micro-panels */
+    const int pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR; /* micro-panels */
+    const int min_pn = imin(pn, GEMM_DIRECT_A_PANELS + 1);   /* micro-panels per tile column */
+    const int max_tiles = GEMM_TILES_PER_THREAD * T;
     double best = -1.0;
     *tm_out = *tn_out = 1;
-    for (int tm = 1; tm <= imin(T, pm); tm++) {
-        for (int tn = 1; tn <= imin(T / tm, pn); tn++) {
-            double mt = (double)((pm + tm - 1) / tm) * MR, nt = (double)((pn + tn - 1) / tn) * NR;
-            double cost = mt * nt * K + pack_cost * (mt + nt) * K;
+    for (int tm = 1; tm <= imin(max_tiles, pm); tm++) {
+        for (int tn = 1; tn <= imin(max_tiles / tm, pn); tn++) {
+            int pnt = (pn + tn - 1) / tn;
+            if (tn > 1 && pnt < min_pn) break;
+            double mt = (double)((pm + tm - 1) / tm) * MR, nt = (double)pnt * NR;
+            double tile = mt * nt * K + pack_cost * (mt + nt) * K;
+            double cost = tile * tm * tn / T + tile;
             if (best < 0 || cost < best * 0.999) {
                 best = cost;
                 *tm_out = tm;
@@ -587,6 +602,10 @@ void rq_sgemm(int transA, int transB, int M, int N, int K, float alpha, const fl
         gemm_tile(im, transA, transB, 0, 0, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
+    /* Tiles are handed out dynamically, several per thread: the threads do
+     * not run at the same speed (measured on the 16-vCPU device: private
+     * single-thread sgemms at once run at 66..127 GFLOP/s), and with one
+     * tile each the slowest thread set the pace of the whole call. */
     int tm, tn;
     choose_grid(M, N, K, im->mr, im->nr, T, &tm, &tn);
     if (tm * tn == 1) {
@@ -594,20 +613,15 @@ void rq_sgemm(int transA, int transB, int M, int N, int K, float alpha, const fl
         return;
     }
     int pm = (M + im->mr - 1) / im->mr, pn = (N + im->nr - 1) / im->nr;
-#pragma omp parallel num_threads(tm * tn)
-    {
-        int t = omp_get_thread_num(), nt = omp_get_num_threads();
-        /* the runtime may give fewer threads than asked: loop over tiles */
-        for (int tile = t; tile < tm * tn; tile += nt) {
-            int ti = tile / tn, tj = tile % tn;
-            /* contiguous ranges of micro-panels, split as evenly as possible */
-            int r0 = (int)((long)pm * ti / tm) * im->mr, r1 = (int)((long)pm * (ti + 1) / tm) * im->mr;
-            int c0 = (int)((long)pn * tj / tn) * im->nr, c1 = (int)((long)pn * (tj + 1) / tn) * im->nr;
-            r1 = imin(r1, M);
-            c1 = imin(c1, N);
-            gemm_tile(im, transA, transB, r0, c0, r1 - r0, c1 - c0, K, alpha, A, lda, B, ldb, beta,
-                      C, ldc);
-        }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(imin(T, tm * tn))
+    for (int tile = 0; tile < tm * tn; tile++) {
+        int ti = tile / tn, tj = tile % tn;
+        /* contiguous ranges of micro-panels, split as evenly as possible */
+        int r0 = (int)((long)pm * ti / tm) * im->mr, r1 = (int)((long)pm * (ti + 1) / tm) * im->mr;
+        int c0 = (int)((long)pn * tj / tn) * im->nr, c1 = (int)((long)pn * (tj + 1) / tn) * im->nr;
+        r1 = imin(r1, M);
+        c1 = imin(c1, N);
+        gemm_tile(im, transA, transB, r0, c0, r1 - r0, c1 - c0, K, alpha, A, lda, B, ldb, beta, C, ldc);
     }
 }
 

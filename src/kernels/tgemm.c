@@ -693,20 +693,25 @@ static int tile_run(const tg_impl *im, const tg_job *J, int r0, int r1, int pa, 
     return 0;
 }
 
-/* Picks a tm x tn grid of C tiles (tm*tn <= T) minimising the slowest
- * thread's cost: multiply-adds plus the unpacking of its weights (once per
- * MB block of its rows), in multiply-add equivalents. N is split in whole
+/* Picks a tm x tn grid of C tiles for T threads that take tiles
+ * dynamically (up to TG_TILES_PER_THREAD * T tiles; threads differ in
+ * speed, see rq_sgemm in gemm.c). Cost of a tile: multiply-adds plus the
+ * unpacking of its weights (once per MB block of its rows) and the row
+ * sums, in multiply-add equivalents; estimated time: the total spread over
+ * T threads plus one tile (the tail of the schedule). N is split in whole
  * micro-panels, M in whole micro-rows. */
+#define TG_TILES_PER_THREAD 4
 static void choose_grid(const tg_impl *im, int M, int N, int K, int T, int *tm_out, int *tn_out) {
-    const int MR = im->mr, NR = 16 * im->np, MB = block_rows(im, K);
+    const int MR = im->mr, NR = 16 * im->np, MB = block_rows(im, K), max_tiles = TG_TILES_PER_THREAD * T;
     int pm = (M + MR - 1) / MR, pn = (N + NR - 1) / NR;
     double best = -1.0;
     *tm_out = *tn_out = 1;
-    for (int tm = 1; tm <= imin(T, pm); tm++)
-        for (int tn = 1; tn <= imin(T / tm, pn); tn++) {
+    for (int tm = 1; tm <= imin(max_tiles, pm); tm++)
+        for (int tn = 1; tn <= imin(max_tiles / tm, pn); tn++) {
             double mt = (double)((pm + tm - 1) / tm) * MR, nt = (double)((pn + tn - 1) / tn) * NR;
             double unpacks = (double)((int)mt + MB - 1) / MB;
-            double cost = mt * nt * K + 16.0 * unpacks * nt * K + 4.0 * mt * K;
+            double tile = mt * nt * K + 16.0 * unpacks * nt * K + 4.0 * mt * K;
+            double cost = tile * tm * tn / T + tile;
             if (best < 0 || cost < best * 0.999) {
                 best = cost;
                 *tm_out = tm;
@@ -731,16 +736,12 @@ static rq_status run(const tg_job *J, rq_err *err) {
     } else {
         const int MR = im->mr, np = im->np;
         const int pm = (M + MR - 1) / MR, pg = (P + np - 1) / np; /* micro-rows, micro-panels */
-#pragma omp parallel num_threads(tm * tn) reduction(| : failed)
-        {
-            int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            /* the runtime may give fewer threads than asked: loop over tiles */
-            for (int tile = t; tile < tm * tn; tile += nt) {
-                int ti = tile / tn, tj = tile % tn;
-                int r0 = (int)((long)pm * ti / tm) * MR, r1 = imin((int)((long)pm * (ti + 1) / tm) * MR, M);
-                int c0 = (int)((long)pg * tj / tn) * np, c1 = imin((int)((long)pg * (tj + 1) / tn) * np, P);
-                failed |= tile_run(im, J, r0, r1, c0, c1) != 0;
-            }
+#pragma omp parallel for schedule(dynamic, 1) num_threads(imin(T, tm * tn)) reduction(| : failed)
+        for (int tile = 0; tile < tm * tn; tile++) {
+            int ti = tile / tn, tj = tile % tn;
+            int r0 = (int)((long)pm * ti / tm) * MR, r1 = imin((int)((long)pm * (ti + 1) / tm) * MR, M);
+            int c0 = (int)((long)pg * tj / tn) * np, c1 = imin((int)((long)pg * (tj + 1) / tn) * np, P);
+            failed |= tile_run(im, J, r0, r1, c0, c1) != 0;
         }
     }
     if (failed)

@@ -78,7 +78,7 @@ static void rotate_backward(rq_graph *g, rq_node *n) {
     const long rows = y->n / dim, ch = chunk_rows(dim), nch = (rows + ch - 1) / ch;
     float *dx = rq_tensor_grad(g, x), *tmp = thread_chunks(g, dim, n->op);
     if (!dx || !tmp) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(dynamic, 1) /* threads differ in speed */
     for (long c = 0; c < nch; c++) {
         float *t = tmp + (long)omp_get_thread_num() * ch * dim;
         const long i0 = c * ch * dim, len = ((c + 1) * ch < rows ? ch : rows - c * ch) * dim;
@@ -106,7 +106,7 @@ static rq_tensor *rotate_op(rq_graph *g, rq_tensor *x, const rq_hadamard *h, con
     rq_tensor *y = rq_tensor_arena(g, x->ndim, x->shape);
     uint8_t *mask = masked ? rq_arena_alloc(&g->arena, (size_t)x->n) : NULL;
     if (!y || (masked && !mask)) return rq_graph_fail(g, RQ_ENOMEM, "%s: arena out of memory", op);
-#pragma omp parallel for schedule(static) if (nch > 1 && x->n >= (1L << 15))
+#pragma omp parallel for schedule(dynamic, 1) if (nch > 1 && x->n >= (1L << 15)) /* threads differ in speed */
     for (long c = 0; c < nch; c++) {
         const long r0 = c * ch, nr = r0 + ch < rows ? ch : rows - r0;
         float *yc = y->data + r0 * dim;

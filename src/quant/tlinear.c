@@ -156,7 +156,7 @@ rq_status rq_tlinear_encode(const rq_tlinear *L, rq_tl_rows_fn fn, void *ctx, lo
     const int in = L->in;
     const long ch = TL_CHUNK_FLOATS / in > 0 ? TL_CHUNK_FLOATS / in : 1; /* in <= 8192 */
     const long nch = (M + ch - 1) / ch;
-#pragma omp parallel for schedule(static) if (nch > 1 && M * in >= TL_PAR_WORK)
+#pragma omp parallel for schedule(dynamic, 1) if (nch > 1 && M * in >= TL_PAR_WORK) /* threads differ in speed */
     for (long c = 0; c < nch; c++) {
         __attribute__((aligned(64))) float buf[TL_CHUNK_FLOATS];
         const long r0 = c * ch, n = M - r0 < ch ? M - r0 : ch;
