@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks: robuq-bench (C) next to PyTorch eager
 # (eval/bench_torch.py, Debian python3-torch) on the same model, batch and
-# threads, printing step times, peak memory and the speed-up.
+# threads, printing step times, peak memory and the speed-up, then the
+# forward paths and the per-thread speed spread.
 #   bash eval/bench.sh [THREADS] [STEPS] [extra robuq-bench/bench_torch options]
 # Default model: DiT-S/2 on 28x28x1 (196 tokens), batch 16 (DESIGN section 7).
 set -euo pipefail
@@ -37,3 +38,11 @@ for mode in infer_fp infer_fakequant_a2 infer_w158a2; do
 done
 printf '%-20s %8s %12s\n\n' "pytorch fp32" "$threads" "$b"
 grep -v '^{' <<<"$ours"
+
+# Per-thread speed under full load: every thread runs its own one-thread
+# sgemm at once. A GEMM split statically over the threads runs at T x the
+# slowest; ours hands out tiles dynamically (see README, Measured).
+spd=$(OMP_NUM_THREADS=$threads "$bin" --mode threads --threads "$threads" 2>/dev/null)
+printf '\nper-thread sgemm GFLOP/s under full load (%s threads): min %s mean %s max %s; static split %s, sum %s\n' \
+  "$threads" "$(field "$spd" gflops_min)" "$(field "$spd" gflops_mean)" "$(field "$spd" gflops_max)" \
+  "$(field "$spd" static_split_gflops)" "$(field "$spd" sum_gflops)"
