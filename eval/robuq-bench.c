@@ -162,8 +162,10 @@ static double param_mb(const rq_dit *m) {
     return b / 1048576.0;
 }
 
-/* Mean/min seconds of `steps` forwards (after warmup) of m on a fixed batch. */
-static int time_forward(rq_dit *m, const bench_opts *o, double *mean, double *best, double *arena_mb) {
+/* Mean/min seconds of `steps` forwards (after warmup) of m on a fixed batch;
+ * with --profile the section times of the measured forwards (to stderr). */
+static int time_forward(rq_dit *m, const char *mode, const bench_opts *o, double *mean, double *best,
+                        double *arena_mb) {
     int B = o->batch, C = o->mc.in_channels, S = o->mc.input_size;
     rq_graph g;
     rq_graph_init(&g, (size_t)64 << 20);
@@ -177,8 +179,11 @@ static int time_forward(rq_dit *m, const bench_opts *o, double *mean, double *be
     double sum = 0;
     *best = 1e30;
     int rc = 0;
+    rq_profile prof = {0};
     for (int step = 0; step < o->warmup + o->steps; step++) {
+        if (o->profile && step == o->warmup) g.prof = &prof;
         double t0 = rq_now();
+        rq_profile_start(g.prof);
         rq_graph_reset(&g);
         rq_tensor *x = rq_tensor_wrap(&g, xd, 4, (int[]){B, C, S, S}), *t = rq_tensor_wrap(&g, tv, 1, (int[]){B});
         if (!rq_dit_forward(&g, m, x, t, y)) {
@@ -190,6 +195,10 @@ static int time_forward(rq_dit *m, const bench_opts *o, double *mean, double *be
         if (step >= o->warmup) sum += dt, *best = dt < *best ? dt : *best;
     }
     *mean = sum / o->steps;
+    if (o->profile && !rc) {
+        fprintf(stderr, "%s: forward sections, per forward\n", mode);
+        rq_profile_print(&prof, stderr, o->steps);
+    }
     *arena_mb = g.arena.high_water / 1048576.0;
     rq_graph_free(&g);
     free(xd), free(y);
@@ -226,7 +235,7 @@ static int run_infer_models(const bench_opts *o) {
     double gflop = 2.0 * rq_dit_macs(&fp) * o->batch / 1e9;
     for (int r = 0; r < 3; r++) {
         double mean, best, arena;
-        if (time_forward(rows[r].m, o, &mean, &best, &arena)) return 1;
+        if (time_forward(rows[r].m, rows[r].mode, o, &mean, &best, &arena)) return 1;
         /* model bytes: fp32 params, or for the export its packed weights + fp parts */
         double model_mb = param_mb(rows[r].m);
         if (rows[r].m == &ex) {
@@ -384,7 +393,7 @@ static void usage(FILE *f) {
                "sample, largest batch in --budget-gib. --mode threads: every thread runs a private one-thread\n"
                "sgemm at the same time; min/mean/max GFLOP/s per thread (a static split runs at T x min).\n"
                "--profile 1: per-op forward/backward time per step\n"
-               "of the training modes (to stderr). eval/bench.sh runs it next to the PyTorch peer and prints the ratios.\n");
+               "of the training modes, per-section time per forward of the infer models (to stderr). eval/bench.sh runs it next to the PyTorch peer and prints the ratios.\n");
 }
 
 int main(int argc, char **argv) {

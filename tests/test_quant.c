@@ -407,6 +407,66 @@ static void test_actq_encode_bitexact(void **state) {
 
 /* rotate + quantize == apply Hadamard then quantize; rotation spreads an
  * outlier so the rotated quantization error is much lower. */
+/* The explicit AVX-512 row loops (statistics, mid-rise rounding) against
+ * the generic ones: unit, fake-quant value, STE mask and code bit for bit,
+ * for every b and method, on lengths around the vector widths and on rows
+ * built to hit the edges: values exactly on cell boundaries and on the
+ * clip (x = k * unit), -0, denormals, huge and tiny scales, zero rows and
+ * non-finite rows. */
+static void test_actq_isa_bitexact(void **state) {
+    (void)state;
+    const rq_actq_isa keep = rq_actq_get_isa();
+    if (rq_actq_set_isa(RQ_ACTQ_AVX512) != RQ_ACTQ_AVX512) {
+        print_message("  no AVX-512 here: only the generic loops exist, nothing to compare\n");
+        rq_actq_set_isa(keep);
+        return;
+    }
+    enum { R = 12, NMAX = 1600 };
+    const int lens[] = {1, 3, 15, 16, 17, 31, 32, 33, 47, 100, 384, 1536, 1599};
+    float *x = malloc(sizeof(float) * R * NMAX), *y[2];
+    uint8_t *mask[2];
+    int8_t *codes[2];
+    float unit[2][R];
+    for (int v = 0; v < 2; v++) {
+        y[v] = malloc(sizeof(float) * R * NMAX);
+        mask[v] = malloc(R * NMAX);
+        codes[v] = malloc(R * NMAX);
+    }
+    uint64_t seed = 4242;
+    long compared = 0;
+    for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+        const int n = lens[li];
+        for (int b = 1; b <= 8; b++)
+            for (int method = 0; method < 2; method++) {
+                const rq_actq_cfg cfg = {b, method};
+                for (int r = 0; r < R; r++) {
+                    float *row = x + (long)r * n;
+                    fill_gauss(&seed, row, n, r < 4 ? 1.0 : r < 6 ? 1e-30 : r < 8 ? 1e30 : 3.0);
+                    if (r == 8) memset(row, 0, sizeof(float) * n);                  /* zero row */
+                    if (r == 9) row[n / 2] = (n % 2) ? NAN : INFINITY;              /* non-finite */
+                    if (r == 10) { /* multiples of the unit of the Gaussian row: cell edges, the clip */
+                        const float u = rq_actq_row_unit(&cfg, row, n);
+                        for (int i = 0; i < n; i++) row[i] = (float)((i % 9) - 4) * u;
+                    }
+                    if (r == 11)
+                        for (int i = 0; i < n; i += 3) row[i] = i % 2 ? -0.0f : 1e-40f; /* -0, denormals */
+                }
+                for (int v = 0; v < 2; v++) {
+                    rq_actq_set_isa(v ? RQ_ACTQ_AVX512 : RQ_ACTQ_GENERIC);
+                    rq_actq_rows(&cfg, x, y[v], mask[v], codes[v], unit[v], R, n);
+                }
+                if (memcmp(unit[0], unit[1], sizeof unit[0]) || memcmp(y[0], y[1], sizeof(float) * R * n) ||
+                    memcmp(mask[0], mask[1], (size_t)R * n) || memcmp(codes[0], codes[1], (size_t)R * n))
+                    fail_msg("avx512 differs from generic: n=%d bits=%d method=%s", n, b, rq_actq_method_name(method));
+                compared += (long)R * n;
+            }
+    }
+    print_message("  avx512 == generic on %ld values\n", compared);
+    for (int v = 0; v < 2; v++) free(y[v]), free(mask[v]), free(codes[v]);
+    free(x);
+    rq_actq_set_isa(keep);
+}
+
 static void test_actq_rotate(void **state) {
     (void)state;
     enum { R = 16, N = 1152 };
@@ -509,6 +569,7 @@ int main(void) {
         cmocka_unit_test(test_actq_gaussian_mse),
         cmocka_unit_test(test_actq_levels_and_mask),
         cmocka_unit_test(test_actq_encode_bitexact),
+        cmocka_unit_test(test_actq_isa_bitexact),
         cmocka_unit_test(test_actq_rotate),
         cmocka_unit_test(test_actq_edges),
     };

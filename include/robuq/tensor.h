@@ -107,6 +107,11 @@ void *rq_graph_fail(rq_graph *g, rq_status code, const char *fmt, ...)
 
 /* Marks the start of a timed forward (call right before it). */
 void rq_profile_start(rq_profile *p);
+/* Forward-only code (grad disabled, so nothing is pushed) ends a timed
+ * section here: the time since the previous mark, push or
+ * rq_profile_start goes to op. No-op without a profile, or with grad
+ * enabled (the pushes time the ops then). op must outlive the profile. */
+void rq_profile_mark(rq_graph *g, const char *op);
 /* Table of ops by total time, per step (divides by steps), to f. */
 void rq_profile_print(const rq_profile *p, FILE *f, int steps);
 

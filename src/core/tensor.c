@@ -148,6 +148,10 @@ static void profile_backward(rq_profile *p, const char *op, double s) {
     if (i >= 0) p->ops[i].bwd_s += s;
 }
 
+void rq_profile_mark(rq_graph *g, const char *op) {
+    if (g && g->prof && !g->grad_enabled && op) profile_forward(g->prof, op);
+}
+
 void rq_profile_start(rq_profile *p) {
     if (p) p->mark = rq_now();
 }

@@ -260,15 +260,31 @@ static rq_tensor *dit_block(rq_graph *g, const rq_dit *m, rq_dit_block *b, rq_te
     int D = h->shape[2];
     rq_tensor *mod[6]; /* shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp */
     chunks(g, rq_dit_linear_forward(g, &b->adaln, silu_c), 6, D, mod);
+    /* rq_profile_mark: section times of forward-only runs (robuq-bench --profile) */
+    rq_profile_mark(g, "adaLN");
 
     rq_tensor *a = rq_modulate(g, rq_layernorm(g, h, RQ_DIT_LN_EPS), mod[0], mod[1]);
+    rq_profile_mark(g, "LN+modulate");
     a = rq_dit_linear_forward(g, &b->qkv, a);
+    rq_profile_mark(g, "qkv");
     a = rq_dit_attention(g, m, a);
-    h = rq_gated_add(g, h, mod[2], rq_dit_linear_forward(g, &b->proj, a));
+    rq_profile_mark(g, "attention");
+    a = rq_dit_linear_forward(g, &b->proj, a);
+    rq_profile_mark(g, "proj");
+    h = rq_gated_add(g, h, mod[2], a);
+    rq_profile_mark(g, "gated add");
 
     rq_tensor *f = rq_modulate(g, rq_layernorm(g, h, RQ_DIT_LN_EPS), mod[3], mod[4]);
-    f = rq_dit_linear_forward(g, &b->fc2, rq_gelu_tanh(g, rq_dit_linear_forward(g, &b->fc1, f)));
-    return rq_gated_add(g, h, mod[5], f);
+    rq_profile_mark(g, "LN+modulate");
+    f = rq_dit_linear_forward(g, &b->fc1, f);
+    rq_profile_mark(g, "fc1");
+    f = rq_gelu_tanh(g, f);
+    rq_profile_mark(g, "GELU");
+    f = rq_dit_linear_forward(g, &b->fc2, f);
+    rq_profile_mark(g, "fc2");
+    h = rq_gated_add(g, h, mod[5], f);
+    rq_profile_mark(g, "gated add");
+    return h;
 }
 
 /* ------------------------------------------------ activation recomputation
@@ -392,6 +408,7 @@ rq_tensor *rq_dit_forward(rq_graph *g, rq_dit *m, rq_tensor *x, rq_tensor *t, co
     rq_tensor *cvec = rq_add(g, temb, rq_embedding(g, m->y_table, y, N));
     /* Every adaLN_modulation starts with SiLU(c): compute it once. */
     rq_tensor *silu_c = rq_silu(g, cvec);
+    rq_profile_mark(g, "embeddings");
 
     for (int i = 0; i < c->depth; i++)
         h = m->recompute && g->grad_enabled ? dit_block_recompute(g, m, i, h, silu_c)
@@ -401,5 +418,7 @@ rq_tensor *rq_dit_forward(rq_graph *g, rq_dit *m, rq_tensor *x, rq_tensor *t, co
     chunks(g, rq_dit_linear_forward(g, &m->final_adaln, silu_c), 2, D, mod);
     h = rq_modulate(g, rq_layernorm(g, h, RQ_DIT_LN_EPS), mod[0], mod[1]);
     h = rq_dit_linear_forward(g, &m->final_linear, h);
-    return rq_unpatchify(g, h, p, rq_dit_out_channels(c), c->input_size, c->input_size);
+    h = rq_unpatchify(g, h, p, rq_dit_out_channels(c), c->input_size, c->input_size);
+    rq_profile_mark(g, "final layer");
+    return h;
 }

@@ -99,23 +99,31 @@ rq_tensor *rq_dit_block_fused(rq_graph *g, const rq_dit *m, rq_dit_block *b, rq_
     int8_t *codes;
     float *unit;
     rq_tlinear_ws_parts(widest, M, ws, &codes, &unit);
+    rq_profile_mark(g, "adaLN (int)");
     const float *md = mod->data;
     ln_rows_ctx attn_in = {h->data, NULL, NULL, md, md + D, T, D, 6 * D};
-    if (!ok(g, &b->qkv, rq_tlinear_encode(qkv, ln_rows, &attn_in, M, codes, unit, &e), &e) ||
-        !ok(g, &b->qkv, rq_tlinear_forward_codes(qkv, codes, unit, qkv_out->data, M, &e), &e))
-        goto done;
+    if (!ok(g, &b->qkv, rq_tlinear_encode(qkv, ln_rows, &attn_in, M, codes, unit, &e), &e)) goto done;
+    rq_profile_mark(g, "LN+mod+encode qkv");
+    if (!ok(g, &b->qkv, rq_tlinear_forward_codes(qkv, codes, unit, qkv_out->data, M, &e), &e)) goto done;
+    rq_profile_mark(g, "qkv int gemm");
     rq_tensor *a = rq_dit_attention(g, m, qkv_out);
+    rq_profile_mark(g, "attention");
     if (!a || !ok(g, &b->proj, rq_tlinear_forward_ws(proj, a->data, y, M, ws, ws_bytes, &e), &e)) goto done;
+    rq_profile_mark(g, "proj (encode+int gemm)");
     ln_rows_ctx mlp_in = {h->data, y, md + 2 * D, md + 3 * D, md + 4 * D, T, D, 6 * D};
     gelu_rows_ctx act = {f, H};
-    if (!ok(g, &b->fc1, rq_tlinear_encode(fc1, ln_rows, &mlp_in, M, codes, unit, &e), &e) ||
-        !ok(g, &b->fc1, rq_tlinear_forward_codes(fc1, codes, unit, f, M, &e), &e) ||
-        !ok(g, &b->fc2, rq_tlinear_encode(fc2, gelu_rows, &act, M, codes, unit, &e), &e) ||
-        !ok(g, &b->fc2, rq_tlinear_forward_codes(fc2, codes, unit, y, M, &e), &e))
-        goto done;
+    if (!ok(g, &b->fc1, rq_tlinear_encode(fc1, ln_rows, &mlp_in, M, codes, unit, &e), &e)) goto done;
+    rq_profile_mark(g, "gate+LN+mod+encode fc1");
+    if (!ok(g, &b->fc1, rq_tlinear_forward_codes(fc1, codes, unit, f, M, &e), &e)) goto done;
+    rq_profile_mark(g, "fc1 int gemm");
+    if (!ok(g, &b->fc2, rq_tlinear_encode(fc2, gelu_rows, &act, M, codes, unit, &e), &e)) goto done;
+    rq_profile_mark(g, "GELU+encode fc2");
+    if (!ok(g, &b->fc2, rq_tlinear_forward_codes(fc2, codes, unit, y, M, &e), &e)) goto done;
+    rq_profile_mark(g, "fc2 int gemm");
     const float *gate = md + 5 * D;
 #pragma omp parallel for schedule(static)
     for (long r = 0; r < M; r++) rq_gated_add_row(h->data + r * D, gate + (r / T) * 6 * D, y + r * D, h->data + r * D, D);
+    rq_profile_mark(g, "gated add");
 done:
     rq_arena_rewind(&g->arena, mark);
     return rq_graph_ok(g) ? h : NULL;
