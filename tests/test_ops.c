@@ -8,6 +8,7 @@
  * the relative error far above the tolerance. */
 #include <string.h>
 
+#include "robuq/fastmath.h"
 #include "robuq/ops.h"
 #include "testutil.h"
 
@@ -225,6 +226,41 @@ static void test_attention_matches_unfused(void **state) {
         }
     rq_graph_free(&g);
     rq_tensor_free(qkv);
+}
+
+/* The AVX-512 softmax of the attention (robuq/fastmath.h, RQ_ROWK_AVX512)
+ * against the generic one: output and input gradient bit for bit, for T
+ * around the vector width and scores large enough to hit exp's clamp. */
+static void test_attention_isa_bitexact(void **state) {
+    const rq_rowk_isa keep = rq_rowk_get_isa();
+    if (rq_rowk_set_isa(RQ_ROWK_AVX512) != RQ_ROWK_AVX512) {
+        print_message("  no AVX-512 here: only the generic softmax exists\n");
+        rq_rowk_set_isa(keep);
+        return;
+    }
+    const int Ts[] = {1, 7, 16, 17, 33, 196};
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+        const int N = 2, T = Ts[ti], heads = 2, dh = 8, D = heads * dh;
+        float *out[2], *grad[2];
+        for (int v = 0; v < 2; v++) {
+            rq_rowk_set_isa(v ? RQ_ROWK_AVX512 : RQ_ROWK_GENERIC);
+            rq_tensor *qkv = param(3, (int[]){N, T, 3 * D}, 31 + (int)ti, ti % 2 ? -40 : -2, ti % 2 ? 40 : 2);
+            rq_graph g;
+            rq_graph_init(&g, 1 << 20);
+            rq_tensor *o = rq_attention(&g, qkv, heads);
+            assert_non_null(o);
+            assert_int_equal(rq_backward(&g, rq_sum(&g, rq_mul(&g, o, o))), RQ_OK);
+            out[v] = malloc(sizeof(float) * o->n), grad[v] = malloc(sizeof(float) * qkv->n);
+            memcpy(out[v], o->data, sizeof(float) * o->n);
+            memcpy(grad[v], qkv->grad, sizeof(float) * qkv->n);
+            rq_graph_free(&g);
+            rq_tensor_free(qkv);
+        }
+        if (memcmp(out[0], out[1], sizeof(float) * N * T * D) || memcmp(grad[0], grad[1], sizeof(float) * N * T * 3 * D))
+            fail_msg("attention: avx512 softmax differs from generic at T=%d", T);
+        for (int v = 0; v < 2; v++) free(out[v]), free(grad[v]);
+    }
+    rq_rowk_set_isa(keep);
 }
 
 static void test_embeddings(void **state) {
@@ -466,7 +502,8 @@ int main(void) {
         cmocka_unit_test(test_add_mul_broadcast), cmocka_unit_test(test_scale),
         cmocka_unit_test(test_layernorm),       cmocka_unit_test(test_modulate_gated),
         cmocka_unit_test(test_activations),     cmocka_unit_test(test_attention),
-        cmocka_unit_test(test_attention_matches_unfused), cmocka_unit_test(test_embeddings),
+        cmocka_unit_test(test_attention_matches_unfused), cmocka_unit_test(test_attention_isa_bitexact),
+        cmocka_unit_test(test_embeddings),
         cmocka_unit_test(test_timestep_values), cmocka_unit_test(test_shape_ops),
         cmocka_unit_test(test_patch_layout),    cmocka_unit_test(test_losses),
         cmocka_unit_test(test_ste),             cmocka_unit_test(test_arena_tape_reuse),

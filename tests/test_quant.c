@@ -10,6 +10,7 @@
 #include <float.h>
 #include <string.h>
 
+#include "robuq/fastmath.h"
 #include "robuq/hadamard.h"
 #include "robuq/quant.h"
 #include "testutil.h"
@@ -415,10 +416,10 @@ static void test_actq_encode_bitexact(void **state) {
  * non-finite rows. */
 static void test_actq_isa_bitexact(void **state) {
     (void)state;
-    const rq_actq_isa keep = rq_actq_get_isa();
-    if (rq_actq_set_isa(RQ_ACTQ_AVX512) != RQ_ACTQ_AVX512) {
+    const rq_rowk_isa keep = rq_rowk_get_isa();
+    if (rq_rowk_set_isa(RQ_ROWK_AVX512) != RQ_ROWK_AVX512) {
         print_message("  no AVX-512 here: only the generic loops exist, nothing to compare\n");
-        rq_actq_set_isa(keep);
+        rq_rowk_set_isa(keep);
         return;
     }
     enum { R = 12, NMAX = 1600 };
@@ -452,7 +453,7 @@ static void test_actq_isa_bitexact(void **state) {
                         for (int i = 0; i < n; i += 3) row[i] = i % 2 ? -0.0f : 1e-40f; /* -0, denormals */
                 }
                 for (int v = 0; v < 2; v++) {
-                    rq_actq_set_isa(v ? RQ_ACTQ_AVX512 : RQ_ACTQ_GENERIC);
+                    rq_rowk_set_isa(v ? RQ_ROWK_AVX512 : RQ_ROWK_GENERIC);
                     rq_actq_rows(&cfg, x, y[v], mask[v], codes[v], unit[v], R, n);
                 }
                 if (memcmp(unit[0], unit[1], sizeof unit[0]) || memcmp(y[0], y[1], sizeof(float) * R * n) ||
@@ -464,7 +465,7 @@ static void test_actq_isa_bitexact(void **state) {
     print_message("  avx512 == generic on %ld values\n", compared);
     for (int v = 0; v < 2; v++) free(y[v]), free(mask[v]), free(codes[v]);
     free(x);
-    rq_actq_set_isa(keep);
+    rq_rowk_set_isa(keep);
 }
 
 static void test_actq_rotate(void **state) {

@@ -41,6 +41,19 @@ static inline float rq_clampf(float x, float lo, float hi) {
     return x;
 }
 
+/* Some row loops also have an explicit AVX-512 form (the activation
+ * quantizer's statistics and mid-rise rounding, the attention softmax), for
+ * what the vectorizer does poorly (float->double sums, per-row tails, a
+ * buffer between passes). RQ_ROWK_AVX512 needs AVX-512 F/BW/VL/DQ;
+ * RQ_ROWK_GENERIC runs the loops above. Both give the same bits (tests
+ * compare them). AUTO picks the best; set_isa returns the one in effect
+ * (an unsupported request falls back to GENERIC). */
+typedef enum { RQ_ROWK_AUTO = 0, RQ_ROWK_GENERIC, RQ_ROWK_AVX512 } rq_rowk_isa;
+rq_rowk_isa rq_rowk_set_isa(rq_rowk_isa isa);
+rq_rowk_isa rq_rowk_get_isa(void);
+const char *rq_rowk_isa_name(rq_rowk_isa isa);
+#define RQ_ROWK_AVX512_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
+
 static inline float rq_expf(float x) {
     x = rq_clampf(x, -87.0f, 88.0f);
     /* n = round(x / ln2) via the 1.5 * 2^23 trick (no libm call) */

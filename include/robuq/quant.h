@@ -71,16 +71,6 @@ typedef struct {
     int method; /* rq_actq_method */
 } rq_actq_cfg;
 
-/* Row loops of the activation quantizers: RQ_ACTQ_AVX512 (explicit AVX-512
- * statistics and mid-rise rounding, where the CPU has AVX-512 F/BW/VL/DQ)
- * or RQ_ACTQ_GENERIC (portable loops, compiled per ISA by target_clones;
- * the mid-tread grid of 8 bits always runs here). Both give the same bits
- * (tests/test_quant.c compares them). AUTO picks the best; set_isa returns
- * the one in effect (an unsupported request falls back to GENERIC). */
-typedef enum { RQ_ACTQ_AUTO = 0, RQ_ACTQ_GENERIC, RQ_ACTQ_AVX512 } rq_actq_isa;
-rq_actq_isa rq_actq_set_isa(rq_actq_isa isa);
-rq_actq_isa rq_actq_get_isa(void);
-const char *rq_actq_isa_name(rq_actq_isa isa);
 
 /* One row of the precomputed table (units of sigma of N(0,1)). */
 typedef struct {

@@ -94,8 +94,8 @@ INLINE void pack_a_tmpl(const int MR, int trans, const float *A, int lda, int k0
                 const float *row = src + (size_t)i * lda;
                 for (int k = 0; k < kc; k++) P[k * MR + i] = row[k];
             }
-            for (int i = mr; i < MR; i++)
-                for (int k = 0; k < kc; k++) P[k * MR + i] = 0.0f;
+            for (int k = 0; mr < MR && k < kc; k++)
+                for (int i = mr; i < MR; i++) P[k * MR + i] = 0.0f;
         }
     }
 }
@@ -115,12 +115,12 @@ INLINE void pack_b_tmpl(const int NR, int trans, const float *B, int ldb, int k0
             }
         } else { /* op(B)[k][j] = B[j][k]: gather NR rows of B */
             const float *src = B + (size_t)(x0 + p) * ldb + k0;
+            if (nr < NR) /* zero the panel in one contiguous pass, not column by column */
+                memset(P, 0, (size_t)NR * kc * sizeof(float));
             for (int j = 0; j < nr; j++) {
                 const float *row = src + (size_t)j * ldb;
                 for (int k = 0; k < kc; k++) P[k * NR + j] = row[k];
             }
-            for (int j = nr; j < NR; j++)
-                for (int k = 0; k < kc; k++) P[k * NR + j] = 0.0f;
         }
     }
 }

@@ -28,6 +28,7 @@
  *   dS = P * (dP - rowsum(P * dP))     (unquantized P: STE through Pc;
  *                                       rowsum(P dP) != rowsum(dO O) here)
  *   dq = mask_q * (dS k_hat / sqrt(dh)),  dk = mask_k * (dS^T q_hat / sqrt(dh)). */
+#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -50,6 +51,86 @@ RQ_TARGET_CLONES static void softmax_scores(float *S, int T, float *lse) {
         for (int j = 0; j < T; j++) row[j] *= inv;
         if (lse) lse[i] = m + logf(s);
     }
+}
+
+/* The same softmax with AVX-512: rq_expf's operations on 16 lanes (clamp
+ * as max/min, which pass NaN through like rq_clampf), and the exp pass
+ * also adds up the 16 partial sums of rq_row_sumf in its lane order (the
+ * n % 16 tail goes to partial 0 afterwards, as there), so every float is
+ * the generic loop's. The generic form spent about as long on each row's
+ * scalar tails and reductions as on its vector part (T = 196). */
+static inline RQ_ROWK_AVX512_TARGET __m512 exp16_avx512(__m512 x) {
+    x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-87.0f), x));
+    const __m512 magic = _mm512_set1_ps(12582912.0f);
+    const __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), magic), magic);
+    const __m512 r = _mm512_add_ps(_mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f))),
+                                   _mm512_mul_ps(n, _mm512_set1_ps(2.12194440e-4f)));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
+    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r), _mm512_set1_ps(1.0f));
+    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
+}
+
+/* R rows at once (R = 4, or 1 for the last T % 4): each row's max, sum and
+ * 1/sum are serial reductions, and with one row at a time their latency
+ * was as long as the row's vector work. */
+static inline RQ_ROWK_AVX512_TARGET __attribute__((always_inline)) void softmax_rows_avx512(const int R, float *S,
+                                                                                          int T, float *lse) {
+    const int full = T / 16 * 16;
+    const __mmask16 tail = (__mmask16)((1u << (T - full)) - 1);
+    __m512 v[4], acc[4];
+    float m[4], sum[4] = {0}, part[4][16];
+    for (int r = 0; r < R; r++) v[r] = _mm512_set1_ps(-INFINITY);
+    for (int j = 0; j < full; j += 16)
+        for (int r = 0; r < R; r++) v[r] = _mm512_max_ps(_mm512_loadu_ps(S + (long)r * T + j), v[r]); /* NaN: keeps v */
+    for (int r = 0; r < R; r++) {
+        if (tail) v[r] = _mm512_mask_max_ps(v[r], tail, _mm512_maskz_loadu_ps(tail, S + (long)r * T + full), v[r]);
+        m[r] = _mm512_reduce_max_ps(v[r]);
+        v[r] = _mm512_set1_ps(m[r]);
+        acc[r] = _mm512_setzero_ps();
+    }
+    for (int j = 0; j < full; j += 16)
+        for (int r = 0; r < R; r++) {
+            float *p = S + (long)r * T + j;
+            const __m512 e = exp16_avx512(_mm512_sub_ps(_mm512_loadu_ps(p), v[r]));
+            _mm512_storeu_ps(p, e);
+            acc[r] = _mm512_add_ps(acc[r], e);
+        }
+    for (int r = 0; r < R; r++) {
+        float *row = S + (long)r * T;
+        if (tail) _mm512_mask_storeu_ps(row + full, tail, exp16_avx512(_mm512_sub_ps(_mm512_maskz_loadu_ps(tail, row + full), v[r])));
+        _mm512_storeu_ps(part[r], acc[r]);
+        for (int j = full; j < T; j++) part[r][0] += row[j];
+    }
+    for (int j = 0; j < 16; j++)
+        for (int r = 0; r < R; r++) sum[r] += part[r][j];
+    for (int r = 0; r < R; r++) v[r] = _mm512_set1_ps(1.0f / sum[r]);
+    for (int j = 0; j < full; j += 16)
+        for (int r = 0; r < R; r++) {
+            float *p = S + (long)r * T + j;
+            _mm512_storeu_ps(p, _mm512_mul_ps(_mm512_loadu_ps(p), v[r]));
+        }
+    for (int r = 0; r < R; r++) {
+        float *p = S + (long)r * T + full;
+        if (tail) _mm512_mask_storeu_ps(p, tail, _mm512_mul_ps(_mm512_maskz_loadu_ps(tail, p), v[r]));
+        if (lse) lse[r] = m[r] + logf(sum[r]);
+    }
+}
+
+RQ_ROWK_AVX512_TARGET static void softmax_scores_avx512(float *S, int T, float *lse) {
+    int i = 0;
+    for (; i + 4 <= T; i += 4) softmax_rows_avx512(4, S + (long)i * T, T, lse ? lse + i : NULL);
+    for (; i < T; i++) softmax_rows_avx512(1, S + (long)i * T, T, lse ? lse + i : NULL);
+}
+
+static void softmax_rows(float *S, int T, float *lse) {
+    if (rq_rowk_get_isa() == RQ_ROWK_AVX512) softmax_scores_avx512(S, T, lse);
+    else softmax_scores(S, T, lse);
 }
 
 /* sum_d a[d] * b[d] in 16 partial sums (fixed order, vectorizes). */
@@ -129,7 +210,7 @@ rq_tensor *rq_attention(rq_graph *g, rq_tensor *qkv, int heads) {
             const float *q = qkv->data + (long)b * T * D3 + h * dh, *k = q + D, *v = q + 2 * D;
             float *o = out->data + (long)b * T * D + h * dh;
             rq_sgemm_st(0, 1, T, T, dh, scale, q, D3, k, D3, 0.0f, S, T);
-            softmax_scores(S, T, lse ? lse + ((long)b * heads + h) * T : NULL);
+            softmax_rows(S, T, lse ? lse + ((long)b * heads + h) * T : NULL);
             rq_sgemm_st(0, 0, T, dh, T, 1.0f, S, T, v, D3, 0.0f, o, D);
         }
     if (need) {

@@ -170,8 +170,7 @@ RQ_TARGET_CLONES static void row_stats_generic(const float *x, int n, double *ss
  * accumulators of 16 consecutive floats, added in the same order. The max
  * uses vmaxps, which differs from the generic loop only with NaN in the
  * row, where the unit is NaN whatever the max. */
-#define QROW_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq")))
-QROW_AVX512 static void row_stats_avx512(const float *x, int n, double *ss_out, float *max_out) {
+RQ_ROWK_AVX512_TARGET static void row_stats_avx512(const float *x, int n, double *ss_out, float *max_out) {
     __m512d s0 = _mm512_setzero_pd(), s1 = s0, s2 = s0, s3 = s0;
     __m512 m01 = _mm512_setzero_ps(), m23 = m01;
     int i = 0;
@@ -207,36 +206,8 @@ QROW_AVX512 static void row_stats_avx512(const float *x, int n, double *ss_out, 
     *max_out = m;
 }
 
-static int avx512_supported(void) {
-    __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-}
-
-static rq_actq_isa g_isa = RQ_ACTQ_AUTO; /* AUTO = not chosen yet */
-
-rq_actq_isa rq_actq_set_isa(rq_actq_isa isa) {
-    if (isa != RQ_ACTQ_GENERIC) isa = avx512_supported() ? RQ_ACTQ_AVX512 : RQ_ACTQ_GENERIC;
-    g_isa = isa;
-    return isa;
-}
-
-rq_actq_isa rq_actq_get_isa(void) {
-    if (g_isa == RQ_ACTQ_AUTO) rq_actq_set_isa(RQ_ACTQ_AUTO); /* benign race: same answer */
-    return g_isa;
-}
-
-const char *rq_actq_isa_name(rq_actq_isa isa) {
-    switch (isa) {
-    case RQ_ACTQ_AUTO: return "auto";
-    case RQ_ACTQ_GENERIC: return "generic";
-    case RQ_ACTQ_AVX512: return "avx512";
-    }
-    return "unknown";
-}
-
 static void row_stats(const float *x, int n, double *ss_out, float *max_out) {
-    if (rq_actq_get_isa() == RQ_ACTQ_AVX512) row_stats_avx512(x, n, ss_out, max_out);
+    if (rq_rowk_get_isa() == RQ_ROWK_AVX512) row_stats_avx512(x, n, ss_out, max_out);
     else row_stats_generic(x, n, ss_out, max_out);
 }
 
@@ -317,7 +288,7 @@ RQ_TARGET_CLONES static void quant_row_generic(const rq_actq_grid_info *g, float
  * 2t + 1 as an exact integer, sign) and one pass writing whichever outputs
  * were asked for. GCC's vectorization of the generic loop (buffers, 8-lane
  * pieces) ran at ~2.3 cycles per element on the 2-core machine. */
-QROW_AVX512 static void quant_row_midrise_avx512(const rq_actq_grid_info *g, float u, const float *x, float *y,
+RQ_ROWK_AVX512_TARGET static void quant_row_midrise_avx512(const rq_actq_grid_info *g, float u, const float *x, float *y,
                                                  int8_t *codes, uint8_t *mask, int n) {
     const float qmax = (float)g->code_max;
     const __m512 vinv = _mm512_set1_ps(1.0f / u), vu = _mm512_set1_ps(u), vq = _mm512_set1_ps(qmax);
@@ -349,7 +320,7 @@ QROW_AVX512 static void quant_row_midrise_avx512(const rq_actq_grid_info *g, flo
 
 static void quant_row(const rq_actq_grid_info *g, float u, const float *x, float *y, int8_t *codes, uint8_t *mask,
                       int n) {
-    if (g->grid == RQ_GRID_MIDRISE && !isnan(u) && u != 0.0f && rq_actq_get_isa() == RQ_ACTQ_AVX512)
+    if (g->grid == RQ_GRID_MIDRISE && !isnan(u) && u != 0.0f && rq_rowk_get_isa() == RQ_ROWK_AVX512)
         quant_row_midrise_avx512(g, u, x, y, codes, mask, n);
     else
         quant_row_generic(g, u, x, y, codes, mask, n);
