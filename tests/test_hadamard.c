@@ -136,6 +136,19 @@ static void test_involution_random(void **state) {
             if (memcmp(y, z, (size_t)rows * n * sizeof(float)))
                 fail_msg("n=%d: isa %d differs from isa %d", n, isa, best);
         }
+        /* K = 12: the multiply-free K-mix gives the dense K-mix's bits */
+        if (h.k_base == 12 && h.m % 16 == 0) {
+            assert_true(h.kmix12);
+            for (int isa = RQ_HADAMARD_SCALAR; isa <= best; isa++) {
+                if (rq_hadamard_set_isa(&h, isa) != isa) continue;
+                h.kmix12 = 0;
+                memcpy(z, x, (size_t)rows * n * sizeof(float));
+                assert_int_equal(rq_hadamard_apply(&h, z, rows), RQ_OK);
+                h.kmix12 = 1;
+                if (memcmp(y, z, (size_t)rows * n * sizeof(float)))
+                    fail_msg("n=%d isa %d: dense K-mix differs from the sign K-mix", n, isa);
+            }
+        }
         assert_int_equal(rq_hadamard_set_isa(&h, best), best);
         for (long r = 0; r < rows; r++) {
             double a = 0, b = 0;

@@ -47,6 +47,7 @@ typedef struct rq_hadamard {
     /* H_K (+-1 entries, row-major K x K, symmetric), pre-multiplied by
      * scale so the K-mix also normalises. Unused when k_base == 1. */
     float hk[RQ_HADAMARD_MAX_K * RQ_HADAMARD_MAX_K];
+    int kmix12;  /* K == 12 with the compiled sign table (same floats, no multiplies) */
     int isa;     /* RQ_HADAMARD_*: variant picked at init (best the CPU runs) */
     void (*row_fn)(const struct rq_hadamard *h, float *x); /* that variant */
 } rq_hadamard;

@@ -28,7 +28,6 @@
  *   dS = P * (dP - rowsum(P * dP))     (unquantized P: STE through Pc;
  *                                       rowsum(P dP) != rowsum(dO O) here)
  *   dq = mask_q * (dS k_hat / sqrt(dh)),  dk = mask_k * (dS^T q_hat / sqrt(dh)). */
-#include <immintrin.h>
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -53,29 +52,12 @@ RQ_TARGET_CLONES static void softmax_scores(float *S, int T, float *lse) {
     }
 }
 
-/* The same softmax with AVX-512: rq_expf's operations on 16 lanes (clamp
- * as max/min, which pass NaN through like rq_clampf), and the exp pass
- * also adds up the 16 partial sums of rq_row_sumf in its lane order (the
- * n % 16 tail goes to partial 0 afterwards, as there), so every float is
- * the generic loop's. The generic form spent about as long on each row's
- * scalar tails and reductions as on its vector part (T = 196). */
-static inline RQ_ROWK_AVX512_TARGET __m512 exp16_avx512(__m512 x) {
-    x = _mm512_min_ps(_mm512_set1_ps(88.0f), _mm512_max_ps(_mm512_set1_ps(-87.0f), x));
-    const __m512 magic = _mm512_set1_ps(12582912.0f);
-    const __m512 n = _mm512_sub_ps(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)), magic), magic);
-    const __m512 r = _mm512_add_ps(_mm512_sub_ps(x, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f))),
-                                   _mm512_mul_ps(n, _mm512_set1_ps(2.12194440e-4f)));
-    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
-    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
-    p = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r), _mm512_set1_ps(1.0f));
-    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvttps_epi32(n), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(bits));
-}
-
+/* The same softmax with AVX-512: rq_expf's operations on 16 lanes
+ * (exp16_avx512, ops_internal.h), and the exp pass also adds up the 16
+ * partial sums of rq_row_sumf in its lane order (the n % 16 tail goes to
+ * partial 0 afterwards, as there), so every float is the generic loop's.
+ * The generic form spent about as long on each row's scalar tails and
+ * reductions as on its vector part (T = 196). */
 /* R rows at once (R = 4, or 1 for the last T % 4): each row's max, sum and
  * 1/sum are serial reductions, and with one row at a time their latency
  * was as long as the row's vector work. */

@@ -89,6 +89,16 @@ int rq_hadamard_supported(int n) {
     return split_n(n, &l) != 0;
 }
 
+/* Paley I's H_12 as build_base makes it, for the multiply-free K-mix below. */
+static const signed char H12_SIGNS[12][12] = {
+    {-1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1},    {1, 1, -1, 1, -1, -1, -1, 1, 1, 1, -1, 1},
+    {1, -1, 1, -1, -1, -1, 1, 1, 1, -1, 1, 1},  {1, 1, -1, -1, -1, 1, 1, 1, -1, 1, 1, -1},
+    {1, -1, -1, -1, 1, 1, 1, -1, 1, 1, -1, 1},  {1, -1, -1, 1, 1, 1, -1, 1, 1, -1, 1, -1},
+    {1, -1, 1, 1, 1, -1, 1, 1, -1, 1, -1, -1},  {1, 1, 1, 1, -1, 1, 1, -1, 1, -1, -1, -1},
+    {1, 1, 1, -1, 1, 1, -1, 1, -1, -1, -1, 1},  {1, 1, -1, 1, 1, -1, 1, -1, -1, -1, 1, 1},
+    {1, -1, 1, 1, -1, 1, -1, -1, -1, 1, 1, 1},  {1, 1, 1, -1, 1, -1, -1, -1, 1, 1, 1, -1},
+};
+
 static void build_base(int K, signed char *H) {
     if (K == 12) paley1(11, H);
     else if (K == 36) paley2(17, H);
@@ -113,6 +123,7 @@ rq_status rq_hadamard_plan_init(rq_hadamard *h, int n, rq_err *err) {
     h->log2m = log2m;
     h->scale = (float)(1.0 / sqrt((double)n));
     for (int i = 0; i < K * K; i++) h->hk[i] = (float)base[i] * h->scale;
+    h->kmix12 = K == 12 && !memcmp(base, H12_SIGNS, sizeof H12_SIGNS);
     rq_hadamard_set_isa(h, RQ_HADAMARD_AVX512);
     return RQ_OK;
 }
@@ -280,6 +291,33 @@ INLINE void kmix16_sse(const float *hk, int K, const float *x, long m, float *ou
     }
 }
 
+/* K = 12 (every DiT-S/B width): the same sums with the signs of H_12
+ * known at compile time, so each term is one add or subtract of a
+ * pre-scaled input (y_a = s x_a, then +-y_a added a = 0..11 from 0) instead
+ * of a broadcast, a multiply and an add: (+-s) x == +-(s x) and
+ * c + (-y) == c - y exactly, so the floats are the dense K-mix's. The table
+ * is H12_SIGNS (above); plan_init checks that it is build_base's. */
+#define DEFINE_KMIX12(SFX, VT, W)                                                               \
+    /* one 16-column tile at x (rows a*m), in place: every input is read first */          \
+    INLINE void kmix12_##SFX(float s, float *x, long m) {                                    \
+        VT y[12][16 / W];                                                                    \
+        _Pragma("GCC unroll 12") for (int a = 0; a < 12; a++)                                \
+        _Pragma("GCC unroll 4") for (int q = 0; q < 16 / W; q++) {                           \
+            memcpy(&y[a][q], x + a * m + q * W, sizeof(VT));                                 \
+            y[a][q] *= s;                                                                    \
+        }                                                                                    \
+        _Pragma("GCC unroll 12") for (int a2 = 0; a2 < 12; a2++)                             \
+        _Pragma("GCC unroll 4") for (int q = 0; q < 16 / W; q++) {                           \
+            VT acc = {0};                                                                    \
+            _Pragma("GCC unroll 12") for (int a = 0; a < 12; a++)                            \
+                acc = H12_SIGNS[a2][a] > 0 ? acc + y[a][q] : acc - y[a][q];                  \
+            memcpy(x + a2 * m + q * W, &acc, sizeof(VT));                                    \
+        }                                                                                    \
+    }
+DEFINE_KMIX12(sse, vf4, 4)
+DEFINE_KMIX12(avx2, vf8, 8)
+DEFINE_KMIX12(avx512, vf16, 16)
+
 /* The row transform for one ISA: SFX picks chunk16_/kmix16_, VT/W the
  * vector used between chunks. */
 #define DEFINE_HADAMARD_ROW(SFX, VT, W, KMIX)                                                   \
@@ -312,6 +350,10 @@ INLINE void kmix16_sse(const float *hk, int K, const float *x, long m, float *ou
         /* x[a2*m + b] = sum_a H_K[a2][a] x[a*m + b] (hk carries 1/sqrt(n)); results        \
          * go through a K x 16 buffer since the transform is in place */                    \
         float out[RQ_HADAMARD_MAX_K * 16];                                                   \
+        if (m % 16 == 0 && K == 12 && h->kmix12) {                                           \
+            for (long b0 = 0; b0 < m; b0 += 16) kmix12_##SFX(h->scale, x + b0, m);           \
+            return;                                                                          \
+        }                                                                                    \
         if (m % 16 == 0) {                                                                   \
             for (long b0 = 0; b0 < m; b0 += 16) {                                            \
                 KMIX(h->hk, K, x + b0, m, out);                                              \
