@@ -172,13 +172,18 @@ static int bcast_plan(const rq_tensor *a, const rq_tensor *b, int *ndim, bcast *
 
 typedef enum { EW_ADD, EW_MUL } ew_kind;
 
+/* Below this many outputs the broadcast loop stays on one thread. */
+#define EW_PAR_WORK (1L << 16)
+
 static void ew_forward(const bcast *p, ew_kind k, const float *a, const float *b, float *c) {
-    long i = 0;
+    const long n = (long)p->shape[0] * p->shape[1] * p->shape[2] * p->shape[3];
+#pragma omp parallel for collapse(3) schedule(static) if (n >= EW_PAR_WORK)
     for (int d0 = 0; d0 < p->shape[0]; d0++)
         for (int d1 = 0; d1 < p->shape[1]; d1++)
             for (int d2 = 0; d2 < p->shape[2]; d2++) {
                 long oa = d0 * p->sa[0] + d1 * p->sa[1] + d2 * p->sa[2];
                 long ob = d0 * p->sb[0] + d1 * p->sb[1] + d2 * p->sb[2];
+                long i = (((long)d0 * p->shape[1] + d1) * p->shape[2] + d2) * p->shape[3];
                 for (int d3 = 0; d3 < p->shape[3]; d3++, i++) {
                     float x = a[oa + d3 * p->sa[3]], y = b[ob + d3 * p->sb[3]];
                     c[i] = k == EW_ADD ? x + y : x * y;

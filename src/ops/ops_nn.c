@@ -317,13 +317,21 @@ RQ_ROWK_AVX512_TARGET static void gelu_tanh_row_avx512(const float *x, float *y,
         _mm512_storeu_ps(y + i, a), _mm512_storeu_ps(y + i + 16, b);
         _mm512_storeu_ps(y + i + 32, c), _mm512_storeu_ps(y + i + 48, d);
     }
-    for (; i < n; i += 16) {
-        const __mmask16 k = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
+    for (; i + 16 <= n; i += 16) _mm512_storeu_ps(y + i, gelu16(_mm512_loadu_ps(x + i)));
+    if (i < n) {
+        const __mmask16 k = (__mmask16)((1u << (n - i)) - 1);
         _mm512_mask_storeu_ps(y + i, k, gelu16(_mm512_maskz_loadu_ps(k, x + i)));
     }
 }
 RQ_ROWK_AVX512_TARGET static void gelu_bwd_block_avx512(const float *x, const float *dy, float *dx, int n) {
-    for (int i = 0; i < n; i += 32) {
+    int i = 0;
+    for (; i + 32 <= n; i += 32) { /* plain loads and stores: masked ones are slow on some CPUs */
+        const __m512 g0 = gelu_grad16(_mm512_loadu_ps(x + i)), g1 = gelu_grad16(_mm512_loadu_ps(x + i + 16));
+        _mm512_storeu_ps(dx + i, _mm512_add_ps(_mm512_loadu_ps(dx + i), _mm512_mul_ps(_mm512_loadu_ps(dy + i), g0)));
+        _mm512_storeu_ps(dx + i + 16,
+                         _mm512_add_ps(_mm512_loadu_ps(dx + i + 16), _mm512_mul_ps(_mm512_loadu_ps(dy + i + 16), g1)));
+    }
+    for (; i < n; i += 32) {
         const __mmask16 k0 = n - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - i)) - 1);
         const __mmask16 k1 = n - i >= 32 ? (__mmask16)0xFFFF : n - i > 16 ? (__mmask16)((1u << (n - i - 16)) - 1) : 0;
         const __m512 g0 = gelu_grad16(_mm512_maskz_loadu_ps(k0, x + i));

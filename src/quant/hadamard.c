@@ -3,6 +3,7 @@
 #include "robuq/hadamard.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -412,8 +413,12 @@ rq_status rq_hadamard_apply_row(const rq_hadamard *h, float *x) {
 rq_status rq_hadamard_apply(const rq_hadamard *h, float *x, long rows) {
     if (!h || h->n < 1 || !h->row_fn || rows < 0 || (!x && rows > 0)) return RQ_EINVAL;
     const long n = h->n;
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * n >= RQ_HAD_PAR_WORK)
-    for (long r = 0; r < rows; r++) apply_row(h, x + r * n);
+    if (rows > 1 && rows * n >= RQ_HAD_PAR_WORK && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < rows; r++) apply_row(h, x + r * n);
+    } else { /* no nested one-thread region (it costs more than a short call) */
+        for (long r = 0; r < rows; r++) apply_row(h, x + r * n);
+    }
     return RQ_OK;
 }
 

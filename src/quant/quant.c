@@ -6,6 +6,7 @@
 #include <float.h>
 #include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 
 /* Elements above which row loops are spread over OpenMP threads. */
@@ -288,8 +289,9 @@ RQ_TARGET_CLONES static void quant_row_generic(const rq_actq_grid_info *g, float
  * 2t + 1 as an exact integer, sign) and one pass writing whichever outputs
  * were asked for. GCC's vectorization of the generic loop (buffers, 8-lane
  * pieces) ran at ~2.3 cycles per element on the 2-core machine. */
-RQ_ROWK_AVX512_TARGET static void quant_row_midrise_avx512(const rq_actq_grid_info *g, float u, const float *x, float *y,
-                                                 int8_t *codes, uint8_t *mask, int n) {
+static inline RQ_ROWK_AVX512_TARGET __attribute__((always_inline)) void
+quant_row_midrise_avx512_t(const rq_actq_grid_info *g, float u, const float *x, float *y, int8_t *codes,
+                           uint8_t *mask, int n, const int want_y, const int want_codes, const int want_mask) {
     const float qmax = (float)g->code_max;
     const __m512 vinv = _mm512_set1_ps(1.0f / u), vu = _mm512_set1_ps(u), vq = _mm512_set1_ps(qmax);
     const __m512 lim_hi = _mm512_set1_ps(qmax * (1.0f + 8.0f * FLT_EPSILON)), half = _mm512_set1_ps(0.5f);
@@ -304,18 +306,25 @@ RQ_ROWK_AVX512_TARGET static void quant_row_midrise_avx512(const rq_actq_grid_in
         __m512i c = _mm512_cvttps_epi32(_mm512_mul_ps(m, half));
         c = _mm512_min_epi32(_mm512_add_epi32(_mm512_add_epi32(c, c), one), qi);
         c = _mm512_mask_sub_epi32(c, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), zero, c);
-        const __m512 yv = _mm512_mul_ps(_mm512_cvtepi32_ps(c), vu);
-        const __m128i cv = _mm512_cvtepi32_epi8(c), mv = _mm_maskz_mov_epi8(inside, ones8);
         if (k == 0xFFFF) { /* masked stores are slow on some CPUs: plain ones where possible */
-            if (y) _mm512_storeu_ps(y + i, yv);
-            if (codes) _mm_storeu_si128((__m128i *)(codes + i), cv);
-            if (mask) _mm_storeu_si128((__m128i *)(mask + i), mv);
+            if (want_y) _mm512_storeu_ps(y + i, _mm512_mul_ps(_mm512_cvtepi32_ps(c), vu));
+            if (want_codes) _mm_storeu_si128((__m128i *)(codes + i), _mm512_cvtepi32_epi8(c));
+            if (want_mask) _mm_storeu_si128((__m128i *)(mask + i), _mm_maskz_mov_epi8(inside, ones8));
         } else {
-            if (y) _mm512_mask_storeu_ps(y + i, k, yv);
-            if (codes) _mm_mask_storeu_epi8(codes + i, k, cv);
-            if (mask) _mm_mask_storeu_epi8(mask + i, k, mv);
+            if (want_y) _mm512_mask_storeu_ps(y + i, k, _mm512_mul_ps(_mm512_cvtepi32_ps(c), vu));
+            if (want_codes) _mm_mask_storeu_epi8(codes + i, k, _mm512_cvtepi32_epi8(c));
+            if (want_mask) _mm_mask_storeu_epi8(mask + i, k, _mm_maskz_mov_epi8(inside, ones8));
         }
     }
+}
+
+/* One instance per set of outputs, so each loop computes only what it stores. */
+RQ_ROWK_AVX512_TARGET static void quant_row_midrise_avx512(const rq_actq_grid_info *g, float u, const float *x,
+                                                           float *y, int8_t *codes, uint8_t *mask, int n) {
+    if (!y && codes && !mask) quant_row_midrise_avx512_t(g, u, x, y, codes, mask, n, 0, 1, 0); /* encoder */
+    else if (y && !codes && mask) quant_row_midrise_avx512_t(g, u, x, y, codes, mask, n, 1, 0, 1); /* QAT, float path */
+    else if (y && codes && mask) quant_row_midrise_avx512_t(g, u, x, y, codes, mask, n, 1, 1, 1); /* QAT, int forward */
+    else quant_row_midrise_avx512_t(g, u, x, y, codes, mask, n, y != NULL, codes != NULL, mask != NULL);
 }
 
 static void quant_row(const rq_actq_grid_info *g, float u, const float *x, float *y, int8_t *codes, uint8_t *mask,
@@ -334,16 +343,25 @@ float rq_actq_row_unit(const rq_actq_cfg *cfg, const float *x, int n) {
 /* Rows of x quantized with their own unit; any of y / mask / codes / unit
  * may be NULL. The fake quantizer, the encoder and QAT's integer forward
  * all come through here, so their values agree bit for bit. */
+static void actq_row(const rq_actq_grid_info *g, int method, long r, const float *x, float *y, uint8_t *mask,
+                     int8_t *codes, float *unit, int n) {
+    const long o = r * n;
+    const float u = row_unit(g, method, x + o, n);
+    if (unit) unit[r] = u;
+    quant_row(g, u, x + o, y ? y + o : NULL, codes ? codes + o : NULL, mask ? mask + o : NULL, n);
+}
+
 static void actq_rows(const rq_actq_cfg *cfg, const float *x, float *y, uint8_t *mask, int8_t *codes, float *unit,
                       long rows, int n) {
     const rq_actq_grid_info *g = rq_actq_info(cfg->bits);
-    const long nl = n;
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * nl >= RQ_QUANT_PAR_WORK)
-    for (long r = 0; r < rows; r++) {
-        const float u = row_unit(g, cfg->method, x + r * nl, n);
-        if (unit) unit[r] = u;
-        quant_row(g, u, x + r * nl, y ? y + r * nl : NULL, codes ? codes + r * nl : NULL,
-                  mask ? mask + r * nl : NULL, n);
+    /* Not through an `omp parallel if (0)`: the encoders call this per row
+     * chunk inside their own parallel loop, and entering even a one-thread
+     * nested region cost ~15% of quantizing a chunk. */
+    if (rows > 1 && rows * n >= RQ_QUANT_PAR_WORK && !omp_in_parallel()) {
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < rows; r++) actq_row(g, cfg->method, r, x, y, mask, codes, unit, n);
+    } else {
+        for (long r = 0; r < rows; r++) actq_row(g, cfg->method, r, x, y, mask, codes, unit, n);
     }
 }
 
@@ -484,7 +502,14 @@ void rq_ternary_rowwise(const float *w, float *wq, uint8_t *mask, long rows, int
 void rq_ternary_rows(const float *w, float *wq, int8_t *codes, float *gamma, long rows, int cols) {
     if (!w || rows < 0 || cols < 1) return;
     const long n = cols;
-#pragma omp parallel for schedule(static) if (rows > 1 && rows * n >= RQ_QUANT_PAR_WORK)
+    if (rows > 1 && rows * n >= RQ_QUANT_PAR_WORK && !omp_in_parallel()) { /* see actq_rows */
+#pragma omp parallel for schedule(static)
+        for (long r = 0; r < rows; r++) {
+            const float g = ternary_row(w + r * n, wq ? wq + r * n : NULL, codes ? codes + r * n : NULL, cols);
+            if (gamma) gamma[r] = g;
+        }
+        return;
+    }
     for (long r = 0; r < rows; r++) {
         const float g = ternary_row(w + r * n, wq ? wq + r * n : NULL, codes ? codes + r * n : NULL, cols);
         if (gamma) gamma[r] = g;
