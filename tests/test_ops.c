@@ -228,75 +228,66 @@ static void test_attention_matches_unfused(void **state) {
     rq_tensor_free(qkv);
 }
 
-/* The AVX-512 softmax of the attention (robuq/fastmath.h, RQ_ROWK_AVX512)
- * against the generic one: output and input gradient bit for bit, for T
- * around the vector width and scores large enough to hit exp's clamp. */
-static void test_attention_isa_bitexact(void **state) {
+/* Explicit AVX-512 row kernels (robuq/fastmath.h, RQ_ROWK_AVX512) against
+ * the generic loops: y = op(x) and the gradient of sum(y^2) bit for bit.
+ * Returns 0 (after saying so) where the CPU has no AVX-512. */
+typedef rq_tensor *(*unary_op)(rq_graph *g, rq_tensor *x, int arg);
+static rq_tensor *op_attention(rq_graph *g, rq_tensor *x, int heads) { return rq_attention(g, x, heads); }
+static rq_tensor *op_gelu(rq_graph *g, rq_tensor *x, int unused) { return rq_gelu_tanh(g, x); }
+
+static int rowk_isas_agree(unary_op op, int arg, int ndim, const int *shape, uint64_t seed, float lo, float hi,
+                           float small_every3) {
     const rq_rowk_isa keep = rq_rowk_get_isa();
     if (rq_rowk_set_isa(RQ_ROWK_AVX512) != RQ_ROWK_AVX512) {
-        print_message("  no AVX-512 here: only the generic softmax exists\n");
+        print_message("  no AVX-512 here: only the generic loops exist\n");
         rq_rowk_set_isa(keep);
-        return;
+        return -1;
     }
-    const int Ts[] = {1, 7, 16, 17, 33, 196};
-    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
-        const int N = 2, T = Ts[ti], heads = 2, dh = 8, D = heads * dh;
-        float *out[2], *grad[2];
-        for (int v = 0; v < 2; v++) {
-            rq_rowk_set_isa(v ? RQ_ROWK_AVX512 : RQ_ROWK_GENERIC);
-            rq_tensor *qkv = param(3, (int[]){N, T, 3 * D}, 31 + (int)ti, ti % 2 ? -40 : -2, ti % 2 ? 40 : 2);
-            rq_graph g;
-            rq_graph_init(&g, 1 << 20);
-            rq_tensor *o = rq_attention(&g, qkv, heads);
-            assert_non_null(o);
-            assert_int_equal(rq_backward(&g, rq_sum(&g, rq_mul(&g, o, o))), RQ_OK);
-            out[v] = malloc(sizeof(float) * o->n), grad[v] = malloc(sizeof(float) * qkv->n);
-            memcpy(out[v], o->data, sizeof(float) * o->n);
-            memcpy(grad[v], qkv->grad, sizeof(float) * qkv->n);
-            rq_graph_free(&g);
-            rq_tensor_free(qkv);
-        }
-        if (memcmp(out[0], out[1], sizeof(float) * N * T * D) || memcmp(grad[0], grad[1], sizeof(float) * N * T * 3 * D))
-            fail_msg("attention: avx512 softmax differs from generic at T=%d", T);
-        for (int v = 0; v < 2; v++) free(out[v]), free(grad[v]);
+    float *out[2], *grad[2];
+    long n_out = 0, n_in = 0;
+    for (int v = 0; v < 2; v++) {
+        rq_rowk_set_isa(v ? RQ_ROWK_AVX512 : RQ_ROWK_GENERIC);
+        rq_tensor *x = param(ndim, shape, seed, lo, hi);
+        for (long i = 0; small_every3 != 0 && i < x->n; i += 3) x->data[i] *= small_every3;
+        rq_graph g;
+        rq_graph_init(&g, 1 << 20);
+        rq_tensor *y = op(&g, x, arg);
+        assert_non_null(y);
+        assert_int_equal(rq_backward(&g, rq_sum(&g, rq_mul(&g, y, y))), RQ_OK);
+        n_out = y->n, n_in = x->n;
+        out[v] = malloc(sizeof(float) * n_out), grad[v] = malloc(sizeof(float) * n_in);
+        memcpy(out[v], y->data, sizeof(float) * n_out);
+        memcpy(grad[v], x->grad, sizeof(float) * n_in);
+        rq_graph_free(&g);
+        rq_tensor_free(x);
     }
     rq_rowk_set_isa(keep);
+    const int same = !memcmp(out[0], out[1], sizeof(float) * n_out) && !memcmp(grad[0], grad[1], sizeof(float) * n_in);
+    for (int v = 0; v < 2; v++) free(out[v]), free(grad[v]);
+    return same;
 }
 
-/* GELU's AVX-512 loops (forward, backward) against the generic ones, bit
- * for bit, over lengths that leave every kind of tail and inputs out to
- * where exp clamps. */
-static void test_gelu_isa_bitexact(void **state) {
-    const rq_rowk_isa keep = rq_rowk_get_isa();
-    if (rq_rowk_set_isa(RQ_ROWK_AVX512) != RQ_ROWK_AVX512) {
-        print_message("  no AVX-512 here: only the generic GELU exists\n");
-        rq_rowk_set_isa(keep);
-        return;
+/* The attention softmax, for T around the vector width and scores large
+ * enough to hit exp's clamp. */
+static void test_attention_isa_bitexact(void **state) {
+    const int Ts[] = {1, 7, 16, 17, 33, 196};
+    for (size_t ti = 0; ti < sizeof Ts / sizeof Ts[0]; ti++) {
+        const float r = ti % 2 ? 40 : 2;
+        const int same = rowk_isas_agree(op_attention, 2, 3, (int[]){2, Ts[ti], 3 * 16}, 31 + ti, -r, r, 0);
+        if (same < 0) return;
+        if (!same) fail_msg("attention: avx512 softmax differs from generic at T=%d", Ts[ti]);
     }
+}
+
+/* GELU forward and backward, over lengths that leave every kind of tail
+ * and inputs out to where exp clamps (and plenty near 0). */
+static void test_gelu_isa_bitexact(void **state) {
     const int ns[] = {1, 15, 16, 17, 63, 64, 65, 100, 4096 + 37};
     for (size_t ni = 0; ni < sizeof ns / sizeof ns[0]; ni++) {
-        float *out[2], *grad[2];
-        const int n = ns[ni];
-        for (int v = 0; v < 2; v++) {
-            rq_rowk_set_isa(v ? RQ_ROWK_AVX512 : RQ_ROWK_GENERIC);
-            rq_tensor *x = param(1, (int[]){n}, 41 + (int)ni, -60, 60);
-            for (int i = 0; i < n; i += 3) x->data[i] *= 0.01f; /* plenty near 0 too */
-            rq_graph g;
-            rq_graph_init(&g, 1 << 20);
-            rq_tensor *y = rq_gelu_tanh(&g, x);
-            assert_non_null(y);
-            assert_int_equal(rq_backward(&g, rq_sum(&g, rq_mul(&g, y, y))), RQ_OK);
-            out[v] = malloc(sizeof(float) * n), grad[v] = malloc(sizeof(float) * n);
-            memcpy(out[v], y->data, sizeof(float) * n);
-            memcpy(grad[v], x->grad, sizeof(float) * n);
-            rq_graph_free(&g);
-            rq_tensor_free(x);
-        }
-        if (memcmp(out[0], out[1], sizeof(float) * n) || memcmp(grad[0], grad[1], sizeof(float) * n))
-            fail_msg("gelu: avx512 differs from generic at n=%d", n);
-        for (int v = 0; v < 2; v++) free(out[v]), free(grad[v]);
+        const int same = rowk_isas_agree(op_gelu, 0, 1, (int[]){ns[ni]}, 41 + ni, -60, 60, 0.01f);
+        if (same < 0) return;
+        if (!same) fail_msg("gelu: avx512 differs from generic at n=%d", ns[ni]);
     }
-    rq_rowk_set_isa(keep);
 }
 
 static void test_embeddings(void **state) {
