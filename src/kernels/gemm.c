@@ -50,6 +50,11 @@
 #define GEMM_TILES_PER_THREAD 4
 /* Up to this many B panels per tile, kernels read A in place (unpacked). */
 #define GEMM_DIRECT_A_PANELS 4
+/* Also for op(A) = A (rows contiguous) with K up to this: an MR x K slice
+ * of A stays in L1 across all B panels, so packing it only costs (attention
+ * heads, K = dh: q k^T and dO v^T 4-8% faster; with op(A) = A^T or larger K
+ * reading in place was slower). */
+#define GEMM_DIRECT_A_MAX_K 128
 
 /* Micro-kernel: C[0:mr, 0:nr] = alpha * sum_k a(i,k) Bp(k,j) + beta * C, where
  * beta == 0 means C is not read. a(i,k) = Ap[i*a_is + k*a_ks]: a packed panel
@@ -487,7 +492,7 @@ static void gemm_tile(const gemm_impl *im, int transA, int transB, int i0, int j
     int kc_max = imin(K, GEMM_KC);
     /* With few B panels per A panel, packing A costs more than reading it
      * in place (each A panel serves only a couple of kernel calls). */
-    int direct_a = (N + NR - 1) / NR <= GEMM_DIRECT_A_PANELS;
+    int direct_a = (N + NR - 1) / NR <= GEMM_DIRECT_A_PANELS || (!transA && K <= GEMM_DIRECT_A_MAX_K);
     /* Bp starts on a 64-byte boundary: kernels use aligned loads */
     size_t a_floats = direct_a ? 0 : ((size_t)mb_max * kc_max + 15) / 16 * 16;
     float *Ap = pack_buffer(a_floats + (size_t)nb_max * kc_max);
