@@ -71,7 +71,6 @@ typedef struct {
     int method; /* rq_actq_method */
 } rq_actq_cfg;
 
-
 /* One row of the precomputed table (units of sigma of N(0,1)). */
 typedef struct {
     int bits;

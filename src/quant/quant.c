@@ -165,7 +165,6 @@ RQ_TARGET_CLONES static void row_stats_generic(const float *x, int n, double *ss
     *max_out = m;
 }
 
-
 /* The same 32 lanes with AVX-512 (one conversion per 8 floats; GCC
  * splits the generic one in halves): lanes 16h..16h+15 are the two 8-lane
  * accumulators of 16 consecutive floats, added in the same order. The max
