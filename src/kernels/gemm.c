@@ -99,8 +99,9 @@ INLINE void pack_a_tmpl(const int MR, int trans, const float *A, int lda, int k0
                 const float *row = src + (size_t)i * lda;
                 for (int k = 0; k < kc; k++) P[k * MR + i] = row[k];
             }
-            for (int k = 0; mr < MR && k < kc; k++)
-                for (int i = mr; i < MR; i++) P[k * MR + i] = 0.0f;
+            if (mr < MR) /* zero rows, k-major like the panel */
+                for (int k = 0; k < kc; k++)
+                    for (int i = mr; i < MR; i++) P[k * MR + i] = 0.0f;
         }
     }
 }

@@ -52,15 +52,13 @@ RQ_TARGET_CLONES static void softmax_scores(float *S, int T, float *lse) {
     }
 }
 
-/* The same softmax with AVX-512: rq_expf's operations on 16 lanes
- * (exp16_avx512, ops_internal.h), and the exp pass also adds up the 16
- * partial sums of rq_row_sumf in its lane order (the n % 16 tail goes to
- * partial 0 afterwards, as there), so every float is the generic loop's.
- * The generic form spent about as long on each row's scalar tails and
- * reductions as on its vector part (T = 196). */
-/* R rows at once (R = 4, or 1 for the last T % 4): each row's max, sum and
- * 1/sum are serial reductions, and with one row at a time their latency
- * was as long as the row's vector work. */
+/* The same softmax with AVX-512, R rows at once (R = 4, or 1 for the last
+ * T % 4): rq_expf's operations on 16 lanes (exp16_avx512, ops_internal.h),
+ * and the exp pass also adds up the 16 partial sums of rq_row_sumf in its
+ * lane order (the n % 16 tail goes to partial 0 afterwards, as there), so
+ * every float is the generic loop's. The generic form spent about as long
+ * on each row's scalar tails and serial reductions (max, sum, 1/sum) as on
+ * its vector part (T = 196); four rows overlap those reductions. */
 static inline RQ_ROWK_AVX512_TARGET __attribute__((always_inline)) void softmax_rows_avx512(const int R, float *S,
                                                                                           int T, float *lse) {
     const int full = T / 16 * 16;
