@@ -6,6 +6,7 @@
  * central difference of the loss (accumulated in double) with the analytic
  * gradient. A broken backward (wrong sign, missing term, wrong index) moves
  * the relative error far above the tolerance. */
+#include <math.h>
 #include <string.h>
 
 #include "robuq/fastmath.h"
@@ -91,8 +92,8 @@ static rq_tensor *b_scale(rq_graph *g, rq_tensor **in, const void *c) { return r
 static rq_tensor *b_layernorm(rq_graph *g, rq_tensor **in, const void *c) {
     return rq_layernorm(g, in[0], 1e-6f);
 }
-static rq_tensor *b_modulate(rq_graph *g, rq_tensor **in, const void *c) {
-    return rq_modulate(g, in[0], in[1], in[2]);
+static rq_tensor *b_ln_modulate(rq_graph *g, rq_tensor **in, const void *c) {
+    return rq_layernorm_modulate(g, in[0], in[1], in[2], 1e-6f);
 }
 static rq_tensor *b_gated(rq_graph *g, rq_tensor **in, const void *c) {
     return rq_gated_add(g, in[0], in[1], in[2]);
@@ -170,9 +171,29 @@ static void test_layernorm(void **state) {
 }
 
 static void test_modulate_gated(void **state) {
-    rq_tensor *m[3] = {param(3, (int[]){2, 5, 7}, 18, -1, 1), param(2, (int[]){2, 7}, 19, -1, 1),
-                       param(2, (int[]){2, 7}, 20, -1, 1)};
-    gradcheck("modulate", b_modulate, NULL, 3, m, EPS, TOL);
+    /* D = 19: two eight-lane steps and a tail in the row kernels */
+    rq_tensor *m[3] = {param(3, (int[]){2, 5, 19}, 18, -2, 2), param(2, (int[]){2, 19}, 19, -1, 1),
+                       param(2, (int[]){2, 19}, 20, -1, 1)};
+    gradcheck("layernorm_modulate", b_ln_modulate, NULL, 3, m, 1e-2f, 5e-3);
+    /* forward against the formula in double */
+    rq_graph g;
+    assert_int_equal(rq_graph_init(&g, 1 << 20), RQ_OK);
+    rq_tensor *y = rq_layernorm_modulate(&g, m[0], m[1], m[2], 1e-6f);
+    assert_non_null(y);
+    for (int r = 0; r < 10; r++) {
+        const float *x = m[0]->data + r * 19, *sh = m[1]->data + r / 5 * 19, *sc = m[2]->data + r / 5 * 19;
+        double mu = 0, var = 0;
+        for (int d = 0; d < 19; d++) mu += x[d] / 19.0;
+        for (int d = 0; d < 19; d++) var += (x[d] - mu) * (x[d] - mu) / 19.0;
+        for (int d = 0; d < 19; d++) {
+            double want = (x[d] - mu) / sqrt(var + 1e-6) * (1.0 + sc[d]) + sh[d];
+            assert_true(fabs(y->data[r * 19 + d] - want) < 1e-5 * (1.0 + fabs(want)));
+        }
+    }
+    rq_tensor *bad = rq_tensor_arena(&g, 2, (int[]){2, 18});
+    assert_null(rq_layernorm_modulate(&g, m[0], bad, m[2], 1e-6f));
+    assert_non_null(strstr(g.err.msg, "layernorm_modulate"));
+    rq_graph_free(&g);
     rq_tensor *gt[3] = {param(3, (int[]){2, 5, 7}, 21, -1, 1), param(2, (int[]){2, 7}, 22, -1, 1),
                         param(3, (int[]){2, 5, 7}, 23, -1, 1)};
     gradcheck("gated_add", b_gated, NULL, 3, gt, EPS, TOL);

@@ -23,8 +23,9 @@ rq_tensor *rq_mul(rq_graph *g, rq_tensor *a, rq_tensor *b);
 rq_tensor *rq_scale(rq_graph *g, rq_tensor *x, float s);
 /* LayerNorm over the last dim, no affine. */
 rq_tensor *rq_layernorm(rq_graph *g, rq_tensor *x, float eps);
-/* x[N,T,D] * (1 + scale[N,D]) + shift[N,D]. */
-rq_tensor *rq_modulate(rq_graph *g, rq_tensor *x, rq_tensor *shift, rq_tensor *scale);
+/* adaLN: LayerNorm(x[N,T,D]) * (1 + scale[N,D]) + shift[N,D] in one op
+ * (the normalised x is recomputed in backward, not stored). */
+rq_tensor *rq_layernorm_modulate(rq_graph *g, rq_tensor *x, rq_tensor *shift, rq_tensor *scale, float eps);
 /* x[N,T,D] + gate[N,D] * y[N,T,D]  (adaLN-Zero gated residual). */
 rq_tensor *rq_gated_add(rq_graph *g, rq_tensor *x, rq_tensor *gate, rq_tensor *y);
 rq_tensor *rq_silu(rq_graph *g, rq_tensor *x);

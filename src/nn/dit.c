@@ -263,7 +263,7 @@ static rq_tensor *dit_block(rq_graph *g, const rq_dit *m, rq_dit_block *b, rq_te
     /* rq_profile_mark: section times of forward-only runs (robuq-bench --profile) */
     rq_profile_mark(g, "adaLN");
 
-    rq_tensor *a = rq_modulate(g, rq_layernorm(g, h, RQ_DIT_LN_EPS), mod[0], mod[1]);
+    rq_tensor *a = rq_layernorm_modulate(g, h, mod[0], mod[1], RQ_DIT_LN_EPS);
     rq_profile_mark(g, "LN+modulate");
     a = rq_dit_linear_forward(g, &b->qkv, a);
     rq_profile_mark(g, "qkv");
@@ -274,7 +274,7 @@ static rq_tensor *dit_block(rq_graph *g, const rq_dit *m, rq_dit_block *b, rq_te
     h = rq_gated_add(g, h, mod[2], a);
     rq_profile_mark(g, "gated add");
 
-    rq_tensor *f = rq_modulate(g, rq_layernorm(g, h, RQ_DIT_LN_EPS), mod[3], mod[4]);
+    rq_tensor *f = rq_layernorm_modulate(g, h, mod[3], mod[4], RQ_DIT_LN_EPS);
     rq_profile_mark(g, "LN+modulate");
     f = rq_dit_linear_forward(g, &b->fc1, f);
     rq_profile_mark(g, "fc1");
@@ -416,7 +416,7 @@ rq_tensor *rq_dit_forward(rq_graph *g, rq_dit *m, rq_tensor *x, rq_tensor *t, co
 
     rq_tensor *mod[2]; /* shift, scale */
     chunks(g, rq_dit_linear_forward(g, &m->final_adaln, silu_c), 2, D, mod);
-    h = rq_modulate(g, rq_layernorm(g, h, RQ_DIT_LN_EPS), mod[0], mod[1]);
+    h = rq_layernorm_modulate(g, h, mod[0], mod[1], RQ_DIT_LN_EPS);
     h = rq_dit_linear_forward(g, &m->final_linear, h);
     h = rq_unpatchify(g, h, p, rq_dit_out_channels(c), c->input_size, c->input_size);
     rq_profile_mark(g, "final layer");

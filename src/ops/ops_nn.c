@@ -16,31 +16,46 @@ typedef double ln_d8 __attribute__((vector_size(64)));
  * compiled for another target (the clones) changes the ABI (-Wpsabi). */
 #define LANES_SUM(p) (((p)[0] + (p)[1]) + ((p)[2] + (p)[3])) + (((p)[4] + (p)[5]) + ((p)[6] + (p)[7]))
 
-/* One row of the layernorm backward: dx += rstd * (dy - mean(dy) - xh *
- * mean(dy * xh)), xh = (x - mean) * rstd; the two means in eight double
- * lanes (vector types, as in rq_layernorm_stats). */
-RQ_TARGET_CLONES static void layernorm_backward_row(const float *x, const float *dy, float *dx, int D, float mean,
-                                                    float rstd) {
+/* One row of the layernorm backward: dx += rstd * (g - mean(g) - xh *
+ * mean(g * xh)), xh = (x - mean) * rstd, with g = dy, or g = dy * (1 +
+ * scale) when a modulate follows (fused op below; `mod` is a constant in
+ * each caller, so the branch is compiled away). The two means in eight
+ * double lanes (vector types, as in rq_layernorm_stats). */
+static inline __attribute__((always_inline)) void ln_backward_row(const float *x, const float *dy, const float *scale,
+                                                                  float *dx, int D, float mean, float rstd,
+                                                                  const int mod) {
     ln_d8 p = {0}, q = {0};
     int i = 0;
     for (; i + 8 <= D; i += 8) {
-        ln_f8 xv, gv;
+        ln_f8 xv, gv, sv;
         memcpy(&xv, x + i, sizeof xv);
         memcpy(&gv, dy + i, sizeof gv);
+        if (mod) {
+            memcpy(&sv, scale + i, sizeof sv);
+            gv = gv * (1.0f + sv);
+        }
         const ln_f8 xh = (xv - mean) * rstd;
         p += __builtin_convertvector(gv, ln_d8);
         q += __builtin_convertvector(gv * xh, ln_d8);
     }
     for (; i < D; i++) {
-        const float xh = (x[i] - mean) * rstd;
-        p[0] += dy[i];
-        q[0] += dy[i] * xh;
+        const float xh = (x[i] - mean) * rstd, gi = mod ? dy[i] * (1.0f + scale[i]) : dy[i];
+        p[0] += gi;
+        q[0] += gi * xh;
     }
-    const float mdy = (float)((LANES_SUM(p)) / D), mdyx = (float)((LANES_SUM(q)) / D);
+    const float mg = (float)((LANES_SUM(p)) / D), mgx = (float)((LANES_SUM(q)) / D);
     for (i = 0; i < D; i++) {
-        const float xh = (x[i] - mean) * rstd;
-        dx[i] += rstd * (dy[i] - mdy - xh * mdyx);
+        const float xh = (x[i] - mean) * rstd, gi = mod ? dy[i] * (1.0f + scale[i]) : dy[i];
+        dx[i] += rstd * (gi - mg - xh * mgx);
     }
+}
+RQ_TARGET_CLONES static void layernorm_backward_row(const float *x, const float *dy, float *dx, int D, float mean,
+                                                    float rstd) {
+    ln_backward_row(x, dy, NULL, dx, D, mean, rstd, 0);
+}
+RQ_TARGET_CLONES static void layernorm_backward_row_mod(const float *x, const float *dy, const float *scale, float *dx,
+                                                        int D, float mean, float rstd) {
+    ln_backward_row(x, dy, scale, dx, D, mean, rstd, 1);
 }
 
 /* Saved per row: mean and 1/std, so backward needs no second pass over x. */
@@ -138,47 +153,64 @@ RQ_TARGET_CLONES static void row_add(float *restrict dst, const float *restrict 
 RQ_TARGET_CLONES static void row_add_mul(float *restrict dst, const float *restrict a, const float *restrict b, int D) {
     for (int d = 0; d < D; d++) dst[d] += a[d] * b[d];
 }
-RQ_TARGET_CLONES static void row_add_mul1p(float *restrict dst, const float *restrict a, const float *restrict s, int D) {
-    for (int d = 0; d < D; d++) dst[d] += a[d] * (1.0f + s[d]);
+
+/* ------------------------------------------------ layernorm + modulate
+ * y = LN(x) * (1 + scale) + shift in one op: the normalised rows are never
+ * stored (backward recomputes xh = (x - mean) * rstd from the saved row
+ * statistics), which saves an activation and its gradient per adaLN
+ * layernorm. The forward uses the row kernels above in the order the
+ * integer block (dit_infer.c) uses them, so both give the same floats. */
+
+/* dscale += dy * xh for one row, xh recomputed as the forward made it. */
+RQ_TARGET_CLONES static void row_add_mul_xh(float *restrict dsc, const float *restrict dy, const float *restrict x,
+                                           int D, float mean, float rstd) {
+    for (int d = 0; d < D; d++) dsc[d] += dy[d] * ((x[d] - mean) * rstd);
 }
 
-static void modulate_backward(rq_graph *g, rq_node *n) {
+static void layernorm_modulate_backward(rq_graph *g, rq_node *n) {
     rq_tensor *x = n->in[0], *shift = n->in[1], *scale = n->in[2], *y = n->out;
     float *dx = in_grad(g, x), *dsh = in_grad(g, shift), *dsc = in_grad(g, scale);
+    const float *stats = n->saved;
     int N = x->shape[0], T = x->shape[1], D = x->shape[2];
+    /* Over samples: dshift and dscale of sample b sum over its T rows. */
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < N; b++) {
         const float *sc = scale->data + (long)b * D;
         for (int t = 0; t < T; t++) {
-            const long o = ((long)b * T + t) * D;
-            const float *dy = y->grad + o;
-            if (dx) row_add_mul1p(dx + o, dy, sc, D);
+            const long r = (long)b * T + t, o = r * D;
+            const float *dy = y->grad + o, mean = stats[2 * r], rstd = stats[2 * r + 1];
+            if (dx) layernorm_backward_row_mod(x->data + o, dy, sc, dx + o, D, mean, rstd);
             if (dsh) row_add(dsh + (long)b * D, dy, D);
-            if (dsc) row_add_mul(dsc + (long)b * D, dy, x->data + o, D);
+            if (dsc) row_add_mul_xh(dsc + (long)b * D, dy, x->data + o, D, mean, rstd);
         }
     }
 }
 
-rq_tensor *rq_modulate(rq_graph *g, rq_tensor *x, rq_tensor *shift, rq_tensor *scale) {
-    OP_BEGIN(g, "modulate", x, shift, scale);
-    if (!check_ntd_nd(g, "modulate", x, shift, scale) || !rq_same_shape(shift, scale)) {
-        return rq_graph_fail(g, RQ_ESHAPE, "modulate: shift %s and scale %s differ", SHAPE(shift),
+rq_tensor *rq_layernorm_modulate(rq_graph *g, rq_tensor *x, rq_tensor *shift, rq_tensor *scale, float eps) {
+    OP_BEGIN(g, "layernorm_modulate", x, shift, scale);
+    if (!(eps > 0.0f)) return rq_graph_fail(g, RQ_EINVAL, "layernorm_modulate: eps must be > 0, got %g", (double)eps);
+    if (!check_ntd_nd(g, "layernorm_modulate", x, shift, scale) || !rq_same_shape(shift, scale)) {
+        return rq_graph_fail(g, RQ_ESHAPE, "layernorm_modulate: shift %s and scale %s differ", SHAPE(shift),
                              SHAPE(scale));
     }
     rq_tensor *y = out_like(g, x);
     if (!y) return NULL;
     int N = x->shape[0], T = x->shape[1], D = x->shape[2];
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < N; b++)
-        for (int t = 0; t < T; t++) {
-            long o = ((long)b * T + t) * D;
-            rq_modulate_row(x->data + o, shift->data + (long)b * D, scale->data + (long)b * D, y->data + o, D);
-        }
+    float *stats = rq_arena_alloc(&g->arena, (size_t)N * T * 2 * sizeof(float));
+    if (!stats) return rq_graph_fail(g, RQ_ENOMEM, "layernorm_modulate: arena out of memory");
+#pragma omp parallel for schedule(static)
+    for (long r = 0; r < (long)N * T; r++) {
+        const float *xr = x->data + r * D, *sh = shift->data + r / T * D, *sc = scale->data + r / T * D;
+        float *yr = y->data + r * D;
+        rq_layernorm_stats(xr, D, eps, &stats[2 * r], &stats[2 * r + 1]);
+        rq_layernorm_row(xr, yr, D, stats[2 * r], stats[2 * r + 1]);
+        rq_modulate_row(yr, sh, sc, yr, D);
+    }
     rq_tensor *ins[] = {x, shift, scale};
     if (rq_needs_grad(g, 3, ins)) {
-        rq_node *n = rq_graph_push(g, "modulate", modulate_backward, y);
+        rq_node *n = rq_graph_push(g, "layernorm_modulate", layernorm_modulate_backward, y);
         if (!n) return NULL;
-        n->in[0] = x, n->in[1] = shift, n->in[2] = scale;
+        n->in[0] = x, n->in[1] = shift, n->in[2] = scale, n->saved = stats;
     }
     return y;
 }
