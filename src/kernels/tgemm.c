@@ -3,9 +3,9 @@
  * Structure (one thread's tile of C, rows r0..r1, weight panels pa..pb):
  *
  *   for m0 in rows step MB
- *     asum[i] = sum_k A[m0+i][k]                  (SIMD paths only)
+ *     asum[i] = sum_k A[m0+i][k]                  (AVX2 / VNNI paths only)
  *     for n0 in panels step NB
- *       unpack W[n0:+NB, all K] into Wu (u = w+1 bytes, micro-panel order, L2)
+ *       unpack W[n0:+NB, all K] into Wu (u = w+1 bytes, AMX: w; micro-panel order, L2)
  *       for each K block (about KC = 384)
  *         for g in NB step NR                      (Wu slice NR x KC: stays in L1)
  *           for i in MB step MR                    (A slice MR x KC from L2)
@@ -281,8 +281,11 @@ static void kernel_avx2(int k4n, const int8_t *a, long lda, const uint8_t *Wu, c
 /* ------------------------------------------------------------------------ */
 /* AVX-512 VNNI: vpdpbusd, 8 rows x 3 panels (48 columns) = 24 accumulators. */
 
-static VNNI_TARGET void unpack_vnni(const uint8_t *W, int Q, int k4n, int p0, int np, uint8_t *Wu) {
-    const __m512i three = _mm512_set1_epi8(3);
+/* Weights as u = w + 1 in {0, 1, 2} (vpdpbusd wants an unsigned operand),
+ * or as w itself (sub1: AMX multiplies signed bytes directly). */
+INLINE VNNI_TARGET void unpack_vnni_t(const uint8_t *W, int Q, int k4n, int p0, int np, uint8_t *Wu, const int sub1) {
+    const __m512i three = _mm512_set1_epi8(3), one = _mm512_set1_epi8(sub1 ? 1 : 0);
+#define UNPACKED(x) _mm512_sub_epi8(_mm512_and_si512((x), three), one)
     for (int pp = 0; pp < np; pp++) {
         const uint8_t *blk = W + (size_t)(p0 + pp) * Q * 64;
         uint8_t *dst = Wu + (size_t)pp * 64;
@@ -290,17 +293,21 @@ static VNNI_TARGET void unpack_vnni(const uint8_t *W, int Q, int k4n, int p0, in
         int q = 0;
         for (; 4 * q + 4 <= k4n; q++, blk += 64) {
             const __m512i v = _mm512_loadu_si512(blk);
-            _mm512_store_si512(dst, _mm512_and_si512(v, three)), dst += step;
-            _mm512_store_si512(dst, _mm512_and_si512(_mm512_srli_epi16(v, 2), three)), dst += step;
-            _mm512_store_si512(dst, _mm512_and_si512(_mm512_srli_epi16(v, 4), three)), dst += step;
-            _mm512_store_si512(dst, _mm512_and_si512(_mm512_srli_epi16(v, 6), three)), dst += step;
+            _mm512_store_si512(dst, UNPACKED(v)), dst += step;
+            _mm512_store_si512(dst, UNPACKED(_mm512_srli_epi16(v, 2))), dst += step;
+            _mm512_store_si512(dst, UNPACKED(_mm512_srli_epi16(v, 4))), dst += step;
+            _mm512_store_si512(dst, UNPACKED(_mm512_srli_epi16(v, 6))), dst += step;
         }
         if (4 * q < k4n) { /* K % 16 != 0: the last block holds 1..3 column quads */
             const __m512i v = _mm512_loadu_si512(blk);
             for (int j = 0; 4 * q + j < k4n; j++, dst += step)
-                _mm512_store_si512(dst, _mm512_and_si512(_mm512_srl_epi16(v, _mm_cvtsi32_si128(2 * j)), three));
+                _mm512_store_si512(dst, UNPACKED(_mm512_srl_epi16(v, _mm_cvtsi32_si128(2 * j))));
         }
     }
+#undef UNPACKED
+}
+static VNNI_TARGET void unpack_vnni(const uint8_t *W, int Q, int k4n, int p0, int np, uint8_t *Wu) {
+    unpack_vnni_t(W, Q, k4n, p0, np, Wu, 0);
 }
 
 INLINE VNNI_TARGET void store16_vnni(const tg_out *o, int m, int n, int nv, __m512i v) {
@@ -343,12 +350,12 @@ static inline void prefetch_out(const tg_out *o, int mr, int m, int n, int nvali
 
 #define MR_5 8
 #define NP_5 3
-/* C tile (rows x np*16 int32, row-major) minus the row sums, stored. */
+/* C tile (rows x np*16 int32, row-major) minus the row sums (if any), stored. */
 static VNNI_TARGET __attribute__((noinline)) void epilogue_vnni(const int32_t *tile, int mr, int np,
                                                                const int32_t *asum, int nvalid,
                                                                const tg_out *o, int m, int n) {
     for (int r = 0; r < mr; r++) {
-        const __m512i s = _mm512_set1_epi32(asum[r]);
+        const __m512i s = _mm512_set1_epi32(asum ? asum[r] : 0);
         for (int p = 0; p < np; p++)
             store16_vnni(o, m + r, n + 16 * p, nvalid - 16 * p,
                          _mm512_sub_epi32(_mm512_load_si512(tile + (r * np + p) * 16), s));
@@ -433,15 +440,19 @@ static void kernel_vnni(int k4n, const int8_t *a, long lda, const uint8_t *Wu, c
 
 
 /* ------------------------------------------------------------------------ */
-/* AMX (Sapphire Rapids and later): TDPBSUD multiplies a tile of 16 rows x
+/* AMX (Sapphire Rapids and later): TDPBSSD multiplies a tile of 16 rows x
  * 64 signed bytes (16 activation rows, 64 k) with a tile of 16 rows x 64
- * unsigned bytes in the VNNI layout (16 column quads: for each k4 row, 16
+ * signed bytes in the VNNI layout (16 column quads: for each k4 row, 16
  * columns x 4 consecutive k), i.e. exactly one k4 row range of a Wu panel,
- * into a 16 x 16 int32 tile. u = w+1 as in the VNNI path, so the epilogue
- * subtracts the same row sums. Micro-tile 32 rows x 2 panels: C in tiles
- * 0..3, A in 4..5, B in 6..7. K blocks are whole multiples of 64 k (kgran
- * 16 quads), so the AMX path runs when K % 64 == 0 (every DiT width); other
- * K use the VNNI kernels. Rows past M are copied into a zero-padded
+ * into a 16 x 16 int32 tile. The weights are unpacked as w in {-1, 0, 1}
+ * (not u = w+1 as for vpdpbusd), so there are no row sums to compute or
+ * subtract (device, one thread, DiT-S shapes: 10-25% faster in one run,
+ * within the VM's noise in another). Micro-tile 32 rows x 2 panels: C in
+ * tiles 0..3, A in 4..5, B in 6..7. K blocks are whole multiples of 64 k
+ * (kgran 16 quads), so the AMX path runs when K % 64 == 0 (every DiT
+ * width); other K use the VNNI kernels. K blocks of 768 instead of 384, and
+ * running each tile's epilogue during the next tile's multiplies, measured
+ * no faster. Rows past M are copied into a zero-padded
  * buffer, so no tile load reads beyond A. Linux hands out the tile state
  * only after arch_prctl(ARCH_REQ_XCOMP_PERM): rq_tgemm_isa_supported asks
  * for it once. */
@@ -497,12 +508,12 @@ INLINE AMX_TARGET void kernel_amx_t(const int NP, int k4n, const int8_t *a, long
         _tile_loadd(4, a + 4 * k, lda);
         _tile_loadd(5, a + 16 * lda + 4 * k, lda);
         _tile_loadd(6, Wu + (size_t)k * ws, ws);
-        _tile_dpbsud(0, 4, 6);
-        _tile_dpbsud(2, 5, 6);
+        _tile_dpbssd(0, 4, 6);
+        _tile_dpbssd(2, 5, 6);
         if (NP > 1) {
             _tile_loadd(7, Wu + (size_t)k * ws + 64, ws);
-            _tile_dpbsud(1, 4, 7);
-            _tile_dpbsud(3, 5, 7);
+            _tile_dpbssd(1, 4, 7);
+            _tile_dpbssd(3, 5, 7);
         }
     }
     __attribute__((aligned(64))) int32_t local[MR_X * NP_X * 16];
@@ -513,7 +524,8 @@ INLINE AMX_TARGET void kernel_amx_t(const int NP, int k4n, const int8_t *a, long
         _tile_stored(1, t + 16, cs);
         _tile_stored(3, t + 16 * NP * 16 + 16, cs);
     }
-    if (kb->last) epilogue_vnni(local, mr, NP, asum, nvalid, o, m, n);
+    (void)asum; /* signed weights: nothing to subtract */
+    if (kb->last) epilogue_vnni(local, mr, NP, NULL, nvalid, o, m, n);
 }
 
 static AMX_TARGET void kernel_amx_1(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const tg_kblk *kb,
@@ -527,6 +539,10 @@ static AMX_TARGET void kernel_amx_2(int k4n, const int8_t *a, long lda, const ui
 static void kernel_amx(int k4n, const int8_t *a, long lda, const uint8_t *Wu, const tg_kblk *kb,
                        const int32_t *asum, int mr, int np, int nvalid, const tg_out *o, int m, int n) {
     (np == 1 ? kernel_amx_1 : kernel_amx_2)(k4n, a, lda, Wu, kb, asum, mr, nvalid, o, m, n);
+}
+
+static VNNI_TARGET void unpack_amx(const uint8_t *W, int Q, int k4n, int p0, int np, uint8_t *Wu) {
+    unpack_vnni_t(W, Q, k4n, p0, np, Wu, 1);
 }
 
 /* CPUID.(7,0):EDX bit 24 AMX-TILE, bit 25 AMX-INT8 (read directly: not
@@ -557,7 +573,7 @@ static const tg_impl g_impls[] = {
     {RQ_TGEMM_SCALAR, MR_S, 1, kernel_scalar, unpack_scalar, NULL, 1},
     {RQ_TGEMM_AVX2, MR_2, 1, kernel_avx2, unpack_avx2, rowsum_avx2, 1},
     {RQ_TGEMM_VNNI, MR_5, NP_5, kernel_vnni, unpack_vnni, rowsum_vnni, 1},
-    {RQ_TGEMM_AMX, MR_X, NP_X, kernel_amx, unpack_vnni, rowsum_vnni, 16},
+    {RQ_TGEMM_AMX, MR_X, NP_X, kernel_amx, unpack_amx, NULL, 16},
 };
 static rq_tgemm_isa g_isa = RQ_TGEMM_AUTO; /* AUTO = not chosen yet */
 
