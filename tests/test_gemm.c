@@ -194,6 +194,39 @@ static void test_large_blocks(void **state) {
     rq_gemm_set_isa(RQ_GEMM_AUTO);
 }
 
+/* Several K blocks, C cut into tiles: every element of rq_sgemm must equal
+ * the one-thread result bit for bit (same kernels, same K blocks, whatever
+ * the tiles), for all four transposes, several thread counts (tiles not
+ * dividing them), beta != 0 and strided A, B and C. */
+static void test_threads_bitexact(void **state) {
+    uint64_t seed = 31;
+    int saved = omp_get_max_threads();
+    for (int t = 0; t < 4; t++) {
+        const int M = 230, N = 100 + 37 * t, K = 1000 + 7 * t, ta = t & 1, tb = t >> 1;
+        const int lda = (ta ? M : K) + 3, ldb = (tb ? K : N) + 5, ldc = N + 2;
+        float *A = malloc((size_t)(ta ? K : M) * lda * sizeof(float));
+        float *B = malloc((size_t)(tb ? N : K) * ldb * sizeof(float));
+        float *C0 = malloc((size_t)M * ldc * sizeof(float)), *C1 = malloc((size_t)M * ldc * sizeof(float));
+        assert_true(A && B && C0 && C1);
+        for (size_t i = 0; i < (size_t)(ta ? K : M) * lda; i++) A[i] = rng_float(&seed);
+        for (size_t i = 0; i < (size_t)(tb ? N : K) * ldb; i++) B[i] = rng_float(&seed);
+        for (size_t i = 0; i < (size_t)M * ldc; i++) C0[i] = rng_float(&seed);
+        memcpy(C1, C0, (size_t)M * ldc * sizeof(float));
+        rq_sgemm_st(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, C0, ldc);
+        for (int nth = 2; nth <= 5; nth += 3) {
+            float *C = malloc((size_t)M * ldc * sizeof(float));
+            assert_non_null(C);
+            memcpy(C, C1, (size_t)M * ldc * sizeof(float));
+            omp_set_num_threads(nth);
+            rq_sgemm(ta, tb, M, N, K, 0.75f, A, lda, B, ldb, 0.5f, C, ldc);
+            assert_memory_equal(C, C0, (size_t)M * ldc * sizeof(float));
+            free(C);
+        }
+        free(A), free(B), free(C0), free(C1);
+    }
+    omp_set_num_threads(saved);
+}
+
 /* rq_sgemm with thread counts that do not divide the work; rq_sgemm_st and
  * rq_sgemm called from inside a parallel region (the attention pattern). */
 static void test_threads(void **state) {
@@ -297,7 +330,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_isa_selection), cmocka_unit_test(test_scalar),
         cmocka_unit_test(test_avx2),          cmocka_unit_test(test_avx512),
-        cmocka_unit_test(test_large_blocks),  cmocka_unit_test(test_threads),
+        cmocka_unit_test(test_large_blocks),  cmocka_unit_test(test_threads), cmocka_unit_test(test_threads_bitexact),
         cmocka_unit_test(test_degenerate),    cmocka_unit_test(test_bad_args),
         cmocka_unit_test(test_checker_detects_error),
     };
