@@ -478,6 +478,16 @@ static AMX_TARGET void amx_setup(void) {
     tl_amx_ready = 1;
 }
 
+/* Gives the tile state back at the end of each thread's share of a call
+ * (Intel's advice: a core that keeps AMX state in use may stay in a lower
+ * power license for the vector code that follows). Device A/B, 16 threads:
+ * the QAT step's fp32 backward GEMMs 4-5% faster in two rounds out of two;
+ * the next call pays one tile config load per thread. */
+static AMX_TARGET void amx_release(void) {
+    if (tl_amx_ready) _tile_release();
+    tl_amx_ready = 0;
+}
+
 INLINE AMX_TARGET void kernel_amx_t(const int NP, int k4n, const int8_t *a, long lda, const uint8_t *Wu,
                                      const tg_kblk *kb, const int32_t *asum, int mr, int nvalid, const tg_out *o,
                                      int m, int n) {
@@ -706,6 +716,7 @@ static int tile_run(const tg_impl *im, const tg_job *J, int r0, int r1, int pa, 
             }
         }
     }
+    if (im->isa == RQ_TGEMM_AMX) amx_release();
     return 0;
 }
 
